@@ -107,6 +107,9 @@ class Config:
     TRAIN_BN = False
     # Gradient norm clipping of the SGD optimizer.
     GRADIENT_CLIP_NORM = 5.0
+    # Keras dtype policy for the graph: None (float32), "mixed_float16" (GPU) or "mixed_bfloat16"
+    # (CPU/TPU). NMS, box decoding and the losses always run in float32.
+    MIXED_PRECISION = None
 
     def __init__(self):
         """Compute the derived attributes and validate the configuration."""
@@ -175,6 +178,8 @@ class Config:
         check(set(self.LOSS_WEIGHTS) == set(Config.LOSS_WEIGHTS),
               f"LOSS_WEIGHTS must have exactly the keys {sorted(Config.LOSS_WEIGHTS)}.")
         check(self.RPN_ANCHOR_STRIDE >= 1, "RPN_ANCHOR_STRIDE must be >= 1.")
+        check(self.MIXED_PRECISION in (None, "mixed_float16", "mixed_bfloat16"),
+              f"MIXED_PRECISION={self.MIXED_PRECISION!r}: use None, 'mixed_float16' or 'mixed_bfloat16'.")
         if errors:
             raise ValueError(f"Invalid {type(self).__name__}:\n  - " + "\n  - ".join(errors))
 

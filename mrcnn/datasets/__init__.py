@@ -1,0 +1,1 @@
+"""Ready-made ``Dataset`` subclasses: annotation-format adapters and the synthetic shapes data."""
