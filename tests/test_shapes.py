@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from mrcnn import utils
-from samples.shapes.shapes import ShapesConfig, ShapesDataset
+from mrcnn.datasets.shapes import ShapesConfig, ShapesDataset
 
 
 def _dataset(count=12, size=(64, 96), seed=0):
@@ -131,3 +131,13 @@ def test_image_reference_and_size_check():
     assert dataset.image_reference(1) == dataset.image_info[1]["shapes"]
     with pytest.raises(ValueError, match="at least 24x24"):
         ShapesDataset().load_shapes(1, 16, 64)
+
+
+def test_sample_script_reexports_the_package_names():
+    from mrcnn.datasets import shapes as package_shapes
+    from samples.shapes import shapes as sample
+
+    for name in ("ShapesConfig", "ShapesFastConfig", "ShapesInferenceConfig", "ShapesDataset",
+                 "small_backbone", "small_backbone_shapes", "make_dataset"):
+        assert getattr(sample, name) is getattr(package_shapes, name)
+    assert package_shapes.ShapesFastConfig.BACKBONE is package_shapes.small_backbone

@@ -1,339 +1,38 @@
-"""Synthetic "shapes" dataset: squares, circles and triangles on a plain background.
+"""Synthetic shapes sample: train Mask R-CNN from scratch, evaluate it, draw its detections.
 
-Small enough to train Mask R-CNN on a laptop in minutes; useful for tests and tutorials. Image specs
-(background colour and shapes) are generated up front by ``load_shapes``; pixels and masks are drawn on
-demand with scikit-image. Shape dims are (x, y, s): centre column, centre row and half size in pixels.
+    python samples/shapes/shapes.py demo --logs logs --minutes 15
+
+The dataset and configs live in ``mrcnn.datasets.shapes`` and the commands in ``mrcnn.shapes_demo`` (so an
+installed package has them; ``mrcnn demo`` runs the same job); this script keeps the sample's names.
 """
 
-import argparse
-import math
 import os
 import sys
-import time
-
-import numpy as np
-import skimage.draw
 
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
 
-from mrcnn import utils  # noqa: E402
-from mrcnn.config import Config  # noqa: E402
-
-SHAPE_NAMES = ("square", "circle", "triangle")
-
-
-class ShapesConfig(Config):
-    """Configuration for training on the synthetic shapes dataset (128x128 images, 3 classes)."""
-
-    NAME = "shapes"
-    GPU_COUNT = 1
-    IMAGES_PER_GPU = 8
-    NUM_CLASSES = 1 + 3  # background + square, circle, triangle
-    IMAGE_MIN_DIM = 128
-    IMAGE_MAX_DIM = 128
-    RPN_ANCHOR_SCALES = (8, 16, 32, 64, 128)  # small objects need small anchors
-    TRAIN_ROIS_PER_IMAGE = 32  # few objects per image
-    STEPS_PER_EPOCH = 100
-    VALIDATION_STEPS = 5
-
-
-class ShapesDataset(utils.Dataset):
-    """Generates images of 1-4 random shapes (classes "square", "circle", "triangle", source "shapes").
-
-    Randomness comes from a numpy Generator: pass ``seed`` to ``load_shapes`` for a reproducible set.
-    """
-
-    def __init__(self, class_map=None):
-        super().__init__(class_map)
-        self._rng = np.random.default_rng()
-
-    def load_shapes(self, count, height, width, seed=None):
-        """Register ``count`` images of ``height`` x ``width`` pixels with randomly generated specs.
-
-        seed: int or None; the same seed gives the same images, masks and classes. Call ``prepare()``
-        afterwards. Images need height and width >= 24 (shapes are kept away from the border).
-        """
-        if min(height, width) < 24:
-            raise ValueError(f"shapes images must be at least 24x24 pixels, got {height}x{width}")
-        if seed is not None:
-            self._rng = np.random.default_rng(seed)
-        for class_id, name in enumerate(SHAPE_NAMES, start=1):
-            self.add_class("shapes", class_id, name)
-        for i in range(count):
-            bg_color, shapes = self.random_image(height, width)
-            self.add_image("shapes", image_id=i, path=None, width=width, height=height,
-                           bg_color=bg_color, shapes=shapes)
-
-    def load_image(self, image_id):
-        """Draw the image: uint8 RGB [height, width, 3], later shapes painted over earlier ones."""
-        info = self._check_image_id(image_id)
-        image = np.empty((info["height"], info["width"], 3), dtype=np.uint8)
-        image[:] = np.asarray(info["bg_color"], dtype=np.uint8)
-        for shape, color, dims in info["shapes"]:
-            self.draw_shape(image, shape, dims, color)
-        return image
-
-    def image_reference(self, image_id):
-        """The image's list of (shape, color, dims) for "shapes" images; else the base reference."""
-        info = self._check_image_id(image_id)
-        if info["source"] == "shapes":
-            return info["shapes"]
-        return super().image_reference(image_id)
-
-    def load_mask(self, image_id):
-        """Instance masks: (bool [height, width, N], int32 class ids [N]).
-
-        Later shapes occlude earlier ones (as in ``load_image``); shapes fully hidden are dropped.
-        """
-        info = self._check_image_id(image_id)
-        shapes = info["shapes"]
-        height, width = info["height"], info["width"]
-        mask = np.zeros((height, width, len(shapes)), dtype=bool)
-        for i, (shape, _, dims) in enumerate(shapes):
-            mask[:, :, i] = self.draw_shape(np.zeros((height, width), dtype=bool), shape, dims, True)
-        covered = np.zeros((height, width), dtype=bool)
-        for i in range(len(shapes) - 1, -1, -1):
-            mask[:, :, i] &= ~covered
-            covered |= mask[:, :, i]
-        visible = mask.any(axis=(0, 1))
-        class_ids = np.array([SHAPE_NAMES.index(s[0]) + 1 for s in shapes], dtype=np.int32)
-        return mask[:, :, visible], class_ids[visible]
-
-    def draw_shape(self, image, shape, dims, color):
-        """Paint ``shape`` ("square", "circle" or "triangle") with dims (x, y, s) into ``image`` in place.
-
-        image: [H, W] or [H, W, C]; color: a scalar or one value per channel. Square: side 2s + 1 centred
-        at (y, x); circle: radius s; triangle: apex s above the centre, base s below and 2s/sin(60°)
-        wide. Pixels outside the image are clipped. Returns ``image``.
-        """
-        x, y, s = dims
-        extent = image.shape[:2]
-        if shape == "square":
-            rr, cc = skimage.draw.rectangle((y - s, x - s), end=(y + s, x + s), shape=extent)
-        elif shape == "circle":
-            rr, cc = skimage.draw.disk((y, x), s, shape=extent)
-        elif shape == "triangle":
-            half_base = s / np.sin(np.radians(60))
-            rr, cc = skimage.draw.polygon([y - s, y + s, y + s], [x, x - half_base, x + half_base],
-                                          shape=extent)
-        else:
-            raise ValueError(f"unknown shape {shape!r}; expected one of {SHAPE_NAMES}")
-        image[rr, cc] = color
-        return image
-
-    def random_shape(self, height, width):
-        """A random shape spec for a ``height`` x ``width`` image: (name, (r, g, b) color, (x, y, s)).
-
-        The centre stays ``buffer`` pixels (20 on 128-px images) away from the border and s is drawn
-        from [buffer, min(height, width) // 4].
-        """
-        rng = self._rng
-        shape = SHAPE_NAMES[rng.integers(len(SHAPE_NAMES))]
-        color = tuple(int(c) for c in rng.integers(0, 256, size=3))
-        buffer = min(20, min(height, width) // 6)
-        y = int(rng.integers(buffer, height - buffer))
-        x = int(rng.integers(buffer, width - buffer))
-        s = int(rng.integers(buffer, max(buffer, min(height, width) // 4) + 1))
-        return shape, color, (x, y, s)
-
-    def random_image(self, height, width):
-        """A random image spec: ((r, g, b) background, [(shape, color, dims), ...] with 1-4 shapes).
-
-        Shapes whose boxes overlap an earlier-kept one with IoU > 0.3 are removed (NMS) to limit occlusion.
-        """
-        rng = self._rng
-        bg_color = tuple(int(c) for c in rng.integers(0, 256, size=3))
-        shapes = [self.random_shape(height, width) for _ in range(int(rng.integers(1, 5)))]
-        boxes = np.array([[y - s, x - s, y + s, x + s] for _, _, (x, y, s) in shapes], dtype=np.float32)
-        keep = utils.non_max_suppression(boxes, np.arange(len(shapes)), 0.3)
-        return bg_color, [shapes[i] for i in sorted(keep)]
-
-
-############################################################
-#  A small backbone for training from scratch on a CPU
-############################################################
-
-SMALL_BACKBONE_WIDTHS = (32, 48, 64, 96, 128)
-
-
-def small_backbone(input_image, stage5=True, train_bn=None):
-    """A small 11-conv network returning [C1..C5] at strides 2, 4, 8, 16, 32 (resnet_graph's signature).
-
-    Widths 32/48/64/96/128: about 1/40 of ResNet-50's compute, enough for flat-coloured shapes and
-    trainable from scratch on a CPU in minutes (pretrained weights cannot be downloaded offline).
-    """
-    import keras
-
-    from mrcnn.backbone import BatchNorm
-
-    def conv_bn_relu(x, filters, strides, name):
-        x = keras.layers.Conv2D(filters, 3, strides=strides, padding="same", use_bias=False, name=name)(x)
-        x = BatchNorm(name=name + "_bn")(x, training=train_bn)
-        return keras.layers.Activation("relu", name=name + "_relu")(x)
-
-    x = conv_bn_relu(input_image, SMALL_BACKBONE_WIDTHS[0], 2, "small_c1")
-    stages = [x]
-    for level, width in enumerate(SMALL_BACKBONE_WIDTHS[1:], start=2):
-        x = conv_bn_relu(x, width, 2, f"small_c{level}a")
-        x = conv_bn_relu(x, width, 1, f"small_c{level}b")
-        stages.append(x)
-    return stages
-
-
-def small_backbone_shapes(image_shape):
-    """Feature map sizes [[h, w], ...] of P2..P6 for ``image_shape`` (strides 4..64)."""
-    return np.array([[math.ceil(image_shape[0] / s), math.ceil(image_shape[1] / s)]
-                     for s in (4, 8, 16, 32, 64)])
-
-
-class ShapesFastConfig(ShapesConfig):
-    """ShapesConfig tuned to train from scratch on a CPU in minutes (used by the command line).
-
-    Small backbone (``small_backbone``) with trained BatchNorm, a 64-channel pyramid, a 256-wide box
-    head, a 64-channel mask head (Matterport's 256 channels cost three quarters of the training step
-    here: 1.3 s against 0.33 s per batch of 8 on 2 cores), fewer proposals and a 10x higher learning
-    rate than Matterport's fine-tuning default.
-    """
-
-    BACKBONE = small_backbone
-    COMPUTE_BACKBONE_SHAPE = small_backbone_shapes
-    TRAIN_BN = True
-    TOP_DOWN_PYRAMID_SIZE = 64
-    FPN_CLASSIF_FC_LAYERS_SIZE = 256
-    FPN_MASK_CONV_LAYERS_SIZE = 64
-    PRE_NMS_LIMIT = 1000
-    POST_NMS_ROIS_TRAINING = 300
-    POST_NMS_ROIS_INFERENCE = 100
-    RPN_TRAIN_ANCHORS_PER_IMAGE = 64
-    MAX_GT_INSTANCES = 8
-    DETECTION_MAX_INSTANCES = 20
-    DETECTION_MIN_CONFIDENCE = 0.5
-    LEARNING_RATE = 0.01
-
-
-class ShapesInferenceConfig(ShapesFastConfig):
-    IMAGES_PER_GPU = 8
-
-
-############################################################
-#  Command line: train, evaluate, demo
-############################################################
-
-TRAIN_SEED, VAL_SEED, TEST_SEED = 0, 1, 2
-
-
-def make_dataset(count, seed, size=128):
-    dataset = ShapesDataset()
-    dataset.load_shapes(count, size, size, seed=seed)
-    dataset.prepare()
-    return dataset
-
-
-def train(logs, minutes=15.0, epochs=1000, train_images=2000, steps_per_epoch=None):
-    """Train from scratch for at most ``minutes`` (or ``epochs``); returns the last checkpoint path."""
-    import keras
-
-    import mrcnn.model as modellib
-    from mrcnn.training import StopAfterMinutes
-
-    config = ShapesFastConfig()
-    if steps_per_epoch:
-        config.STEPS_PER_EPOCH = steps_per_epoch
-    keras.utils.set_random_seed(TRAIN_SEED)
-    model = modellib.MaskRCNN(mode="training", config=config, model_dir=logs)
-    try:
-        model.load_weights(model.find_last(), by_name=True)
-        print(f"Resuming from {model.find_last()}")
-    except FileNotFoundError:
-        print("Training from scratch (no checkpoint under the log directory).")
-    from mrcnn import augment
-    augmentation = augment.Sequential([augment.Fliplr(0.5), augment.Flipud(0.5)])
-    model.train(make_dataset(train_images, TRAIN_SEED), make_dataset(50, VAL_SEED),
-                learning_rate=config.LEARNING_RATE, epochs=epochs, layers="all", augmentation=augmentation,
-                custom_callbacks=[StopAfterMinutes(minutes)])
-    return model.find_last()
-
-
-def load_inference_model(logs, weights=None):
-    import mrcnn.model as modellib
-
-    model = modellib.MaskRCNN(mode="inference", config=ShapesInferenceConfig(), model_dir=logs)
-    weights = weights or model.find_last()
-    print(f"Loading weights {weights}")
-    model.load_weights(weights, by_name=True)
-    return model
-
-
-def evaluate(logs, weights=None, images=100):
-    """mAP@0.5 and mAP@[.5:.95] (masks) on ``images`` held-out images the training never saw."""
-    from mrcnn.evaluate import evaluate_map
-
-    model = load_inference_model(logs, weights)
-    result = evaluate_map(model, make_dataset(images, TEST_SEED))
-    print(f"Evaluated {result['images']} held-out images in {result['seconds']:.1f} s: "
-          f"mask mAP@0.5 = {result['mAP@0.5']:.3f}, mAP@[.5:.95] = {result['mAP@[.5:.95]']:.3f}")
-    return result
-
-
-def write_detections_picture(logs, path, weights=None, count=4):
-    """Detect on ``count`` held-out images and save them side by side with masks, boxes and captions."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from mrcnn import visualize
-
-    model = load_inference_model(logs, weights)
-    dataset = make_dataset(count, TEST_SEED + 1)
-    images = [dataset.load_image(i) for i in dataset.image_ids]
-    results = model.detect(images)
-    fig, axes = plt.subplots(1, count, figsize=(4 * count, 4.4))
-    for ax, image, r in zip(np.atleast_1d(axes), images, results):
-        visualize.display_instances(image, r["rois"], r["masks"], r["class_ids"], dataset.class_names,
-                                    r["scores"], ax=ax, title=f"{len(r['class_ids'])} detections")
-    fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-    print(f"Wrote {path}")
-    return path
-
-
-def main(argv=None):
-    parser = argparse.ArgumentParser(
-        description="Train Mask R-CNN from scratch on synthetic shapes, evaluate it, and draw detections.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--logs", default="logs", help="log and checkpoint directory (default: logs)")
-    for name, text in [("train", "train from scratch (resumes the newest run under --logs)"),
-                       ("evaluate", "mask mAP on 100 held-out images"),
-                       ("demo", "train, evaluate and write a PNG of detections")]:
-        p = sub.add_parser(name, parents=[common], help=text, description=text)
-        if name in ("train", "demo"):
-            p.add_argument("--minutes", type=float, default=15.0, help="training time budget (default 15)")
-            p.add_argument("--epochs", type=int, default=1000, help="last epoch (default: time decides)")
-            p.add_argument("--train-images", type=int, default=2000, help="synthetic training images")
-            p.add_argument("--steps-per-epoch", type=int, default=None, help="default: ShapesConfig's 100")
-        if name in ("evaluate", "demo"):
-            p.add_argument("--images", type=int, default=100, help="held-out images (default 100)")
-            p.add_argument("--weights", default=None, help="weights file (default: the newest checkpoint)")
-        if name == "demo":
-            p.add_argument("--out", default=None, help="PNG path (default: LOGS/shapes_detections.png)")
-    args = parser.parse_args(argv)
-    start = time.time()
-    if args.command in ("train", "demo"):
-        weights = train(args.logs, args.minutes, args.epochs, args.train_images, args.steps_per_epoch)
-        print(f"Last checkpoint: {weights}")
-    if args.command in ("evaluate", "demo"):
-        evaluate(args.logs, args.weights, args.images)
-    if args.command == "demo":
-        write_detections_picture(args.logs, args.out or os.path.join(args.logs, "shapes_detections.png"),
-                                 args.weights)
-    print(f"Done in {time.time() - start:.0f} s.")
-    return 0
-
+from mrcnn.datasets.shapes import (  # noqa: E402, F401
+    SHAPE_NAMES,
+    SMALL_BACKBONE_WIDTHS,
+    ShapesConfig,
+    ShapesDataset,
+    ShapesFastConfig,
+    ShapesInferenceConfig,
+    make_dataset,
+    small_backbone,
+    small_backbone_shapes,
+)
+from mrcnn.shapes_demo import (  # noqa: E402, F401
+    TEST_SEED,
+    TRAIN_SEED,
+    VAL_SEED,
+    evaluate,
+    load_inference_model,
+    main,
+    train,
+    write_detections_picture,
+)
 
 if __name__ == "__main__":
     sys.exit(main())
