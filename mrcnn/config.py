@@ -146,6 +146,11 @@ class Config:
         if self.IMAGE_RESIZE_MODE == "pad64":
             check(self.IMAGE_MIN_DIM % 64 == 0,
                   f"IMAGE_MIN_DIM={self.IMAGE_MIN_DIM} must be a multiple of 64 in 'pad64' mode.")
+        if isinstance(self.BACKBONE, str):
+            check(list(self.BACKBONE_STRIDES) == [4, 8, 16, 32, 64],
+                  f"BACKBONE_STRIDES={list(self.BACKBONE_STRIDES)} contradicts BACKBONE={self.BACKBONE!r}, "
+                  "whose pyramid levels P2..P6 have strides [4, 8, 16, 32, 64]; keep those (anchors would "
+                  "not line up with the feature maps).")
         check(isinstance(self.IMAGE_CHANNEL_COUNT, int) and self.IMAGE_CHANNEL_COUNT >= 1,
               "IMAGE_CHANNEL_COUNT must be a positive integer.")
         check(np.size(self.MEAN_PIXEL) == self.IMAGE_CHANNEL_COUNT,
@@ -178,6 +183,13 @@ class Config:
         check(set(self.LOSS_WEIGHTS) == set(Config.LOSS_WEIGHTS),
               f"LOSS_WEIGHTS must have exactly the keys {sorted(Config.LOSS_WEIGHTS)}.")
         check(self.RPN_ANCHOR_STRIDE >= 1, "RPN_ANCHOR_STRIDE must be >= 1.")
+        check(self.RPN_TRAIN_ANCHORS_PER_IMAGE >= 2,
+              "RPN_TRAIN_ANCHORS_PER_IMAGE must be >= 2 (half of them at most are positive).")
+        check(len(self.MINI_MASK_SHAPE) == 2 and min(self.MINI_MASK_SHAPE) >= 1,
+              f"MINI_MASK_SHAPE {self.MINI_MASK_SHAPE} must be (height, width) with both >= 1.")
+        check(self.STEPS_PER_EPOCH >= 1 and self.VALIDATION_STEPS >= 1,
+              "STEPS_PER_EPOCH and VALIDATION_STEPS must be >= 1.")
+        check(self.LEARNING_RATE > 0, f"LEARNING_RATE={self.LEARNING_RATE} must be > 0.")
         check(self.MIXED_PRECISION in (None, "mixed_float16", "mixed_bfloat16"),
               f"MIXED_PRECISION={self.MIXED_PRECISION!r}: use None, 'mixed_float16' or 'mixed_bfloat16'.")
         if errors:

@@ -29,6 +29,7 @@ __all__ = [
     "INPUT_NAMES",
     "compose_image_meta",
     "parse_image_meta",
+    "check_pixels",
     "mold_image",
     "unmold_image",
     "load_image_gt",
@@ -101,11 +102,52 @@ def parse_image_meta(meta):
     }
 
 
+def check_pixels(images, config, what="image"):
+    """Raise if the pixels of ``images`` ([..., C] array) cannot be what the network expects.
+
+    TypeError for bool or non-numeric dtypes. ValueError for NaN or infinite values and, when
+    ``config.MEAN_PIXEL`` is on the 0..255 scale (any mean > 1, as the default), for pixels outside
+    0..255 (16-bit images), for float images whose values all lie in [0, 1] (scaled to 0..1) and for
+    negative float pixels (already molded images). uint8 images pass without a scan. ``what`` names the
+    image in the message. Returns the images as an array.
+    """
+    images = np.asarray(images)
+    if images.dtype == np.uint8:
+        return images
+    if images.dtype == bool or not np.issubdtype(images.dtype, np.number) \
+            or np.issubdtype(images.dtype, np.complexfloating):
+        raise TypeError(f"{what} has dtype {images.dtype}; give uint8 (0..255) or float pixels.")
+    if images.size == 0:
+        return images
+    if np.issubdtype(images.dtype, np.floating) and not np.all(np.isfinite(images)):
+        raise ValueError(f"{what} contains NaN or infinite pixels; fix or drop the image.")
+    if np.max(np.asarray(config.MEAN_PIXEL)) <= 1:
+        return images
+    low, high = images.min(), images.max()
+    if np.issubdtype(images.dtype, np.integer) and (low < 0 or high > 255):
+        raise ValueError(
+            f"{what} has {images.dtype} pixels in {low}..{high}, outside 0..255 (the scale of MEAN_PIXEL); "
+            "convert to uint8 first, e.g. (image // 257).astype(np.uint8) for 16-bit images.")
+    if np.issubdtype(images.dtype, np.floating):
+        if low < -1 or high > 256:
+            raise ValueError(
+                f"{what} has float pixels in {low:.4g}..{high:.4g}, outside 0..255 (the scale of "
+                "MEAN_PIXEL); give raw pixels (not images already molded with mold_image) in 0..255.")
+        if 0 < high <= 1:
+            raise ValueError(
+                f"{what} has float pixels in {low:.4g}..{high:.4g}: it looks scaled to 0..1 but MEAN_PIXEL "
+                "is on the 0..255 scale; multiply by 255 (or set MEAN_PIXEL to your pixel scale).")
+    return images
+
+
 def mold_image(images, config):
     """Subtract ``config.MEAN_PIXEL``: images [..., C] of any dtype -> float32 [..., C].
 
-    Fix: Matterport's result is float64 (its MEAN_PIXEL is float64); this one is float32, the graph's dtype.
+    The pixels are checked first with ``check_pixels`` (ValueError / TypeError for NaN, 16-bit, 0..1
+    float or already molded images). Fix: Matterport's result is float64 (its MEAN_PIXEL is float64);
+    this one is float32, the graph's dtype.
     """
+    images = check_pixels(images, config, "mold_image input")
     return np.asarray(images, dtype=np.float32) - np.asarray(config.MEAN_PIXEL, dtype=np.float32)
 
 
@@ -132,6 +174,9 @@ def _checked_instances(image, mask, class_ids, image_id, config):
             f"image {image_id}: load_image returned shape {image.shape}; expected [H, W, {channels}] "
             f"(IMAGE_CHANNEL_COUNT={channels}). Convert grayscale/RGBA images in load_image, or set "
             "IMAGE_CHANNEL_COUNT and MEAN_PIXEL for your channel count.")
+    if image.shape[0] < 1 or image.shape[1] < 1:
+        raise ValueError(f"image {image_id}: load_image returned an empty image of shape {image.shape}.")
+    check_pixels(image, config, f"image {image_id} (from load_image)")
     mask = np.asarray(mask)
     class_ids = np.atleast_1d(np.asarray(class_ids))
     if mask.ndim != 3:
@@ -564,9 +609,14 @@ class _SkipTracker:
         return sample
 
 
-def _check_dataset(dataset):
+def _check_dataset(dataset, config):
+    """Fail early on an unprepared or empty dataset and on more dataset classes than NUM_CLASSES."""
     if dataset.num_images == 0:
         raise ValueError("the dataset has no images; add images and call dataset.prepare()")
+    if dataset.num_classes > config.NUM_CLASSES:
+        raise ValueError(
+            f"the dataset has {dataset.num_classes} classes (background included) but config.NUM_CLASSES is "
+            f"{config.NUM_CLASSES}; set NUM_CLASSES = dataset.num_classes.")
 
 
 def data_generator(dataset, config, shuffle=True, augment=False, augmentation=None, random_rois=0,
@@ -588,7 +638,7 @@ def data_generator(dataset, config, shuffle=True, augment=False, augmentation=No
     Deviation: image_meta and rpn_bbox are float32 (Matterport: float64), the model inputs' dtype. For
     ``keras.Model.fit`` use ``MaskRCNNSequence`` (tf.data would read these lists as single tensors).
     """
-    _check_dataset(dataset)
+    _check_dataset(dataset, config)
     builder = _SampleBuilder(dataset, config, augment, augmentation, random_rois, detection_targets,
                              no_augmentation_sources)
     tracker = _SkipTracker(dataset.num_images)
@@ -629,7 +679,7 @@ class MaskRCNNSequence(keras.utils.PyDataset):
                  batch_size=None, detection_targets=False, no_augmentation_sources=None, steps=None,
                  as_dict=False, seed=None, **kwargs):
         super().__init__(**kwargs)
-        _check_dataset(dataset)
+        _check_dataset(dataset, config)
         if as_dict and detection_targets:
             raise ValueError("detection_targets is a debugging output of the list form; use as_dict=False")
         self.batch_size = int(batch_size or config.BATCH_SIZE)

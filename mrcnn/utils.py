@@ -443,6 +443,11 @@ def _cast_like(array, dtype):
     return array.astype(dtype)
 
 
+def _scaled_size(h, w, scale):
+    """(round(h * scale), round(w * scale)), at least 1 pixel each (a 1x1000 strip stays 1 pixel high)."""
+    return max(1, round(h * scale)), max(1, round(w * scale))
+
+
 def resize_image(image, min_dim=None, max_dim=None, min_scale=None, mode="square"):
     """Resize (and pad or crop) an image, keeping its aspect ratio.
 
@@ -455,6 +460,8 @@ def resize_image(image, min_dim=None, max_dim=None, min_scale=None, mode="square
     Returns (image, window, scale, padding, crop): the image in the input dtype (integer types rounded);
     window (y1, x1, y2, x2) of the resized image inside the output, y2/x2 exclusive; scale (float, or
     int 1); padding [(top, bottom), (left, right), (0, 0)]; crop (y, x, h, w) or None.
+    The scaled size is (round(h * scale), round(w * scale)) but at least 1 pixel per side (Matterport
+    produced a 0-pixel side for very elongated images, e.g. 3x700 into 64). An empty image raises ValueError.
     """
     image = np.asarray(image)
     if mode not in RESIZE_MODES:
@@ -463,6 +470,9 @@ def resize_image(image, min_dim=None, max_dim=None, min_scale=None, mode="square
         raise ValueError(f"resize_image expects an image of shape [H, W, C] or [H, W], got {image.shape}")
     image_dtype = image.dtype
     h, w = image.shape[:2]
+    if h < 1 or w < 1:
+        raise ValueError(f"resize_image got an empty image of shape {image.shape}; height and width must be "
+                         ">= 1")
     window = (0, 0, h, w)
     scale = 1
     padding = [(0, 0), (0, 0), (0, 0)]
@@ -485,7 +495,7 @@ def resize_image(image, min_dim=None, max_dim=None, min_scale=None, mode="square
         if round(image_max * scale) > max_dim:
             scale = max_dim / image_max
     if scale != 1:
-        resized = resize(image, (round(h * scale), round(w * scale)), preserve_range=True)
+        resized = resize(image, _scaled_size(h, w, scale), preserve_range=True)
         image = _cast_like(resized, image_dtype)
 
     h, w = image.shape[:2]
@@ -515,14 +525,18 @@ def resize_image(image, min_dim=None, max_dim=None, min_scale=None, mode="square
 def resize_mask(mask, scale, padding, crop=None):
     """Resize masks with the scale/padding/crop returned by ``resize_image``.
 
-    mask: [H, W, N] (any dtype; bool stays bool). Nearest-neighbour zoom to (round(H*scale),
-    round(W*scale)), then crop (y, x, h, w) if given, else pad. The zoom samples pixel centres
-    (``grid_mode=True``), the same alignment ``resize_image`` uses, so masks line up with the resized
-    image (Matterport's corner-aligned zoom could be off by up to half a pixel).
+    mask: [H, W, N] (any dtype; bool stays bool). Nearest-neighbour zoom to the size ``resize_image``
+    gives the image (round(H*scale), round(W*scale), at least 1), then crop (y, x, h, w) if given, else
+    pad. The zoom samples pixel centres (``grid_mode=True``), the same alignment ``resize_image`` uses, so
+    masks line up with the resized image (Matterport's corner-aligned zoom could be off by up to half a
+    pixel).
     """
     mask = np.asarray(mask)
-    if scale != 1:
-        mask = scipy.ndimage.zoom(mask, zoom=[scale, scale, 1], order=0, grid_mode=True, mode="nearest")
+    if scale != 1 and mask.shape[0] > 0 and mask.shape[1] > 0:
+        h, w = mask.shape[:2]
+        out_h, out_w = _scaled_size(h, w, scale)
+        mask = scipy.ndimage.zoom(mask, zoom=[out_h / h, out_w / w, 1], order=0, grid_mode=True,
+                                  mode="nearest")
     if crop is not None:
         y, x, h, w = crop
         return mask[y : y + h, x : x + w]

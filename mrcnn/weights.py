@@ -92,8 +92,10 @@ def save_weights_hdf5(keras_model, filepath):
 
     All top-level layers are listed (weightless ones as empty groups). The file is written to
     ``<filepath>.tmp-<pid>``, flushed to disk and then atomically renamed over ``filepath``: a crash or an
-    error leaves any previous file at ``filepath`` intact and no temporary file behind. Root attributes
-    ``backend``, ``keras_version`` and ``mrcnn_version`` record the writer.
+    error leaves any previous file at ``filepath`` intact and no temporary file behind (a SIGKILL can leave
+    the ``.tmp-<pid>`` file, which ``find_last`` ignores: it does not end in ``.h5``). An OSError while
+    writing (e.g. ENOSPC, disk full) is re-raised as an OSError with the same errno naming ``filepath``.
+    Root attributes ``backend``, ``keras_version`` and ``mrcnn_version`` record the writer.
     """
     _check_model(keras_model)
     filepath = os.fspath(filepath)
@@ -117,9 +119,18 @@ def save_weights_hdf5(keras_model, filepath):
         with open(tmp_path, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp_path, filepath)
-    except BaseException:
+    except BaseException as error:
         with contextlib.suppress(FileNotFoundError):
             os.remove(tmp_path)
+        if isinstance(error, OSError):
+            reason = os.strerror(error.errno) if error.errno else str(error)
+            raise OSError(
+                error.errno,
+                f"Could not write weights to {filepath}: {reason} ({error}). Free disk space or choose "
+                "another directory; the previous file at that path (if any) is unchanged and no partial file "
+                "is left.",
+                filepath,
+            ) from error
         raise
     # Persist the rename itself; not possible on every platform (e.g. Windows), hence best effort.
     with contextlib.suppress(OSError):
@@ -200,6 +211,11 @@ def _match_layer(layer_name, group, file_layer, entries, filepath):
                 f"{filepath} is not a valid HDF5 weights file: layer '{file_layer}' lists weight '{name}' "
                 "but has no such dataset. Re-download or re-create the file."
             ) from err
+        if array.dtype.kind not in "fiub":
+            raise ValueError(
+                f"{filepath}: weight '{name}' of layer '{file_layer}' holds {array.dtype} data, not numbers; "
+                "weights must be numeric HDF5 datasets. Re-download or re-create the file."
+            )
         if tuple(array.shape) != tuple(variable.shape):
             raise ValueError(
                 f"Shape mismatch for layer '{layer_name}': weight '{name}' is {tuple(array.shape)} in "
@@ -268,6 +284,14 @@ def load_weights_hdf5(keras_model, filepath, by_name=True, exclude=None):
                     if name in model_map
                 }
                 unused = [name for name in file_layers if name not in model_map]
+                if file_layers and not pairs_by_layer:
+                    raise ValueError(
+                        f"No layer of {filepath} matches a layer of the model: the file's layers are "
+                        f"{file_layers[:4]}..., the model's {[n for n, _ in model_layers][:4]}.... It is the "
+                        "weights file of another architecture (e.g. a keras.applications classifier, whose "
+                        f"layer names differ). {_SUPPORTED}; for ImageNet backbone weights use "
+                        "MaskRCNN.get_imagenet_weights()."
+                    )
             else:
                 if len(file_layers) != len(model_layers):
                     raise ValueError(
