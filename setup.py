@@ -28,6 +28,7 @@ setup(
     packages=find_packages(include=["mrcnn", "mrcnn.*"]),
     python_requires=">=3.10",
     install_requires=read_requirements(),
+    entry_points={"console_scripts": ["mrcnn=mrcnn.cli:main"]},
     extras_require={
         "test": ["pytest>=8", "hypothesis>=6.100", "ruff>=0.6", "nbclient>=0.10", "nbformat>=5.10",
                  "ipykernel>=6.29"],
