@@ -58,7 +58,7 @@ class CocoJsonDataset(utils.Dataset):
             Matterport). Categories named ``_background_``/``__background__`` (labelme2coco writes one)
             are dropped when no annotation uses them.
         check_images: raise FileNotFoundError when an image file is missing (False: only for
-            annotation-only uses such as evaluation).
+            annotation-only uses such as evaluation; paths then default to the json's folder).
         Returns the ``pycocotools.coco.COCO`` object when return_coco is True.
         """
         from pycocotools.coco import COCO
@@ -87,7 +87,12 @@ class CocoJsonDataset(utils.Dataset):
 
         images = coco.loadImgs(image_ids)
         if image_dir is None and images:
-            image_dir = _guess_image_dir(annotation_file, [img["file_name"] for img in images])
+            try:
+                image_dir = _guess_image_dir(annotation_file, [img["file_name"] for img in images])
+            except FileNotFoundError:
+                if check_images:
+                    raise
+                image_dir = os.path.dirname(os.path.abspath(annotation_file))
         image_dir = image_dir or ""
         paths = [os.path.join(image_dir, img["file_name"]) for img in images]
         if check_images:

@@ -1,0 +1,88 @@
+"""Command-line pieces shared by the balloon and nucleus samples: --weights and --config handling."""
+import json
+import os
+
+from mrcnn import utils
+from mrcnn.download import DownloadError
+
+ROOT_DIR = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+COCO_WEIGHTS_PATH = os.path.join(ROOT_DIR, "mask_rcnn_coco.h5")
+COCO_WEIGHTS_URL = utils.COCO_MODEL_URL
+DEFAULT_LOGS_DIR = os.path.join(ROOT_DIR, "logs")
+# Layers whose shapes depend on NUM_CLASSES: left out when starting from the 81-class COCO weights.
+COCO_EXCLUDE = ["mrcnn_class_logits", "mrcnn_bbox_fc", "mrcnn_bbox", "mrcnn_mask"]
+
+WEIGHTS_HELP = ("weights to start from: 'coco' (mask_rcnn_coco.h5, downloaded if missing), 'last' (newest "
+                "checkpoint under --logs), 'imagenet' (ResNet-50 ImageNet weights, downloaded), 'none' "
+                "(random initialization) or the path of a .h5 file")
+CONFIG_HELP = ("override a configuration attribute, e.g. --config IMAGE_MAX_DIM=256 --config "
+               "STEPS_PER_EPOCH=10 (values are read as JSON, else as text; repeatable)")
+
+
+def parse_config_overrides(items):
+    """{"NAME": value} from ["NAME=VALUE", ...]; values are JSON (numbers, lists, true) or plain text."""
+    overrides = {}
+    for item in items or []:
+        name, sep, text = item.partition("=")
+        if not sep or not name.strip():
+            raise ValueError(f"--config {item!r}: expected NAME=VALUE, e.g. IMAGE_MAX_DIM=256")
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            value = text
+        overrides[name.strip()] = value
+    return overrides
+
+
+def make_config(config_class, items):
+    """An instance of ``config_class`` with the ``--config NAME=VALUE`` overrides applied (and validated)."""
+    overrides = parse_config_overrides(items)
+    return config_class.from_dict(overrides) if overrides else config_class()
+
+
+def resolve_weights(model, weights, coco_path=None, coco_url=None):
+    """(path or None, exclude list or None) for a --weights value; downloads 'coco'/'imagenet' weights.
+
+    None means random initialization ('none'). Raises FileNotFoundError for a missing file or no
+    checkpoint ('last'), and DownloadError naming the URL and the fix when a download fails (offline).
+    """
+    choice = weights.lower()
+    if choice == "none":
+        return None, None
+    if choice == "coco":
+        path = coco_path or COCO_WEIGHTS_PATH
+        if not os.path.isfile(path):
+            url = coco_url or COCO_WEIGHTS_URL
+            try:
+                utils.download_trained_weights(path, url=url)
+            except (DownloadError, OSError) as e:
+                raise DownloadError(
+                    f"cannot download the COCO weights from {url}: {e}. Without network access, copy "
+                    f"mask_rcnn_coco.h5 to {path} or pass --weights PATH (or --weights none to train "
+                    "from scratch).") from e
+        return path, COCO_EXCLUDE
+    if choice == "last":
+        return model.find_last(), None
+    if choice == "imagenet":
+        try:
+            return model.get_imagenet_weights(), None
+        except Exception as e:  # Keras' get_file raises a bare Exception on network errors
+            raise DownloadError(
+                f"cannot download the ImageNet ResNet-50 weights: {e}. Without network access put "
+                "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5 in ~/.keras/models/ or pass "
+                "--weights PATH (or --weights none).") from e
+    if not os.path.isfile(weights):
+        raise FileNotFoundError(f"weights file not found: {weights!r} (expected coco, last, imagenet, none "
+                                "or the path of a .h5 file)")
+    return weights, None
+
+
+def load_weights(model, weights, coco_path=None, coco_url=None):
+    """Resolve ``weights`` (see ``resolve_weights``) and load them by name; returns the path or None."""
+    path, exclude = resolve_weights(model, weights, coco_path, coco_url)
+    if path is None:
+        print("Starting from randomly initialized weights")
+        return None
+    print(f"Loading weights {path}")
+    model.load_weights(path, by_name=True, exclude=exclude)
+    return path
