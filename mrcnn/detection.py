@@ -8,7 +8,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from mrcnn.graph_ops import apply_box_deltas_graph, clip_boxes_graph, norm_boxes_graph, parse_image_meta_graph
+from mrcnn.graph_ops import (
+    Float32Layer,
+    apply_box_deltas_graph,
+    clip_boxes_graph,
+    norm_boxes_graph,
+    parse_image_meta_graph,
+)
 
 
 def _pairwise_iou(boxes):
@@ -104,7 +110,7 @@ def refine_detections_graph(rois, probs, deltas, window, config):
 
 
 @keras.saving.register_keras_serializable(package="mrcnn")
-class DetectionLayer(keras.layers.Layer):
+class DetectionLayer(Float32Layer):
     """Final detections for each image (see ``refine_detections_graph``), batched.
 
     Inputs: [rois [B, R, 4] normalized, mrcnn_class [B, R, NUM_CLASSES] probabilities, mrcnn_bbox
@@ -185,7 +191,7 @@ class DetectionLayer(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="mrcnn")
-class DetectionBoxes(keras.layers.Layer):
+class DetectionBoxes(Float32Layer):
     """The box columns of DetectionLayer's output: [B, D, 6] -> [B, D, 4] (y1, x1, y2, x2) normalized."""
 
     def call(self, detections):

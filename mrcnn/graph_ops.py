@@ -1,9 +1,24 @@
-"""TensorFlow box and meta helpers used inside the graph's custom layers.
+"""TensorFlow box and meta helpers used inside the graph's custom layers, and their float32 base layer.
 
-These operate on tf.Tensors (never on KerasTensors): call them from a Layer's ``call``.
+The helpers operate on tf.Tensors (never on KerasTensors): call them from a Layer's ``call``.
 Boxes are (y1, x1, y2, x2). Inside the graph boxes are normalized (see ``norm_boxes_graph``).
 """
+import keras
 import tensorflow as tf
+
+
+class Float32Layer(keras.layers.Layer):
+    """Base of the graph layers that must compute in float32 whatever the dtype policy.
+
+    Anchors, proposals (top-k, delta decoding, NMS), detection targets, detections and the losses need
+    float32: a bfloat16 box has 8 bits of mantissa, about 4 px at 1024 px. Under a mixed precision
+    policy (``Config.MIXED_PRECISION``) these layers still get the "float32" policy, so their floating
+    inputs are cast to float32 and their outputs are float32. An explicit ``dtype=`` still wins.
+    """
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(**kwargs)
 
 
 def apply_box_deltas_graph(boxes, deltas):

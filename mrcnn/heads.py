@@ -6,6 +6,10 @@ loops over the RoI axis in Python, so here the per-RoI convolutions are ``RoiCon
 convolve once and unfold. BatchNorm, Dense and activations act on the last axis and take the 5-D (or
 3-D) tensors directly. Every layer keeps Matterport's name, output shape and weight shapes, so
 ``mask_rcnn_coco.h5`` loads by name and ``model.get_layer("mrcnn_mask").output`` is [B, R, 28, 28, N].
+
+Under a mixed precision policy (``Config.MIXED_PRECISION``) the convolutions compute in half precision
+but the output layers (class logits and softmax, box deltas, mask sigmoid) compute in float32, so the
+scores, deltas and masks fed to the detection layer and the losses are float32.
 """
 import keras
 import tensorflow as tf
@@ -112,12 +116,13 @@ def fpn_classifier_graph(rois, feature_maps, image_meta, pool_size, num_classes,
     x = keras.layers.Activation("relu", name="mrcnn_class_relu2")(x)
     shared = keras.layers.Reshape((-1, fc_layers_size), name="pool_squeeze")(x)  # [B, R, fc]
 
-    mrcnn_class_logits = keras.layers.Dense(num_classes, name="mrcnn_class_logits")(shared)
-    mrcnn_probs = keras.layers.Activation("softmax", name="mrcnn_class")(mrcnn_class_logits)
+    # The output layers compute in float32 under a mixed precision policy (see the module docstring).
+    mrcnn_class_logits = keras.layers.Dense(num_classes, name="mrcnn_class_logits", dtype="float32")(shared)
+    mrcnn_probs = keras.layers.Activation("softmax", name="mrcnn_class", dtype="float32")(mrcnn_class_logits)
 
-    x = keras.layers.Dense(num_classes * 4, name="mrcnn_bbox_fc")(shared)
+    x = keras.layers.Dense(num_classes * 4, name="mrcnn_bbox_fc", dtype="float32")(shared)
     num_rois = rois.shape[1] if rois.shape[1] is not None else -1
-    mrcnn_bbox = keras.layers.Reshape((num_rois, num_classes, 4), name="mrcnn_bbox")(x)
+    mrcnn_bbox = keras.layers.Reshape((num_rois, num_classes, 4), name="mrcnn_bbox", dtype="float32")(x)
     return mrcnn_class_logits, mrcnn_probs, mrcnn_bbox
 
 
@@ -142,4 +147,5 @@ def build_fpn_mask_graph(rois, feature_maps, image_meta, pool_size, num_classes,
         x = keras.layers.Activation("relu", name=f"mrcnn_mask_relu{i}")(x)
     x = RoiConv2DTranspose(conv_layers_size, (2, 2), strides=2, activation="relu",
                            name="mrcnn_mask_deconv")(x)
-    return RoiConv2D(num_classes, (1, 1), strides=1, activation="sigmoid", name="mrcnn_mask")(x)
+    return RoiConv2D(num_classes, (1, 1), strides=1, activation="sigmoid", name="mrcnn_mask",
+                     dtype="float32")(x)

@@ -3,14 +3,37 @@
 Each returns a float32 scalar and returns 0 (never NaN) when there is nothing to average, so an image
 batch without positives still gives finite values and gradients. Inputs of any float dtype are cast to
 float32. Call them from a train_step, not on KerasTensors.
+
+Under ``tf.distribute`` (a replica context with N > 1 replicas) each loss is a mean over the *global*
+batch: the number of terms averaged is summed over the replicas, and each replica returns
+``N * local_sum / global_count``. The Keras convention (each replica's loss divided by N, gradients
+summed across replicas) then gives exactly the loss and gradient of one device on the global batch,
+even when the replicas hold different numbers of positives; the mean of the replicas' values is the
+global-batch loss.
 """
 import keras
 import tensorflow as tf
 
 
+def batch_mean(total, count):
+    """``total / count`` (0 when count is 0), the count taken over the global batch under tf.distribute.
+
+    total: float32 scalar, the sum of this replica's terms; count: float32 scalar, how many terms.
+    With N > 1 replicas in sync, ``count`` is all-reduced (summed) over the replicas and the result is
+    ``N * total / global_count``: see the module docstring. Outside a replica context, or with one
+    replica, this is the plain mean.
+    """
+    context = tf.distribute.get_replica_context()
+    replicas = context.num_replicas_in_sync if context is not None else 1
+    if replicas > 1:
+        count = context.all_reduce(tf.distribute.ReduceOp.SUM, tf.stop_gradient(count))
+        total = total * float(replicas)
+    return tf.math.divide_no_nan(total, count)
+
+
 def _mean_or_zero(values):
-    """Mean of all elements of ``values``; 0 when it is empty."""
-    return tf.math.divide_no_nan(tf.reduce_sum(values), tf.cast(tf.size(values), tf.float32))
+    """Mean of all elements of ``values`` over the (global) batch; 0 when there are none."""
+    return batch_mean(tf.reduce_sum(values), tf.cast(tf.size(values), tf.float32))
 
 
 def smooth_l1_loss(y_true, y_pred):
@@ -74,7 +97,7 @@ def mrcnn_class_loss_graph(target_class_ids, pred_class_logits, active_class_ids
     pred_class_ids = tf.argmax(logits, axis=2, output_type=tf.int32)
     pred_active = tf.gather(tf.cast(active_class_ids, tf.float32), pred_class_ids, axis=1, batch_dims=1)
     loss = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=target_class_ids, logits=logits)
-    return tf.math.divide_no_nan(tf.reduce_sum(loss * pred_active), tf.reduce_sum(pred_active))
+    return batch_mean(tf.reduce_sum(loss * pred_active), tf.reduce_sum(pred_active))
 
 
 def _positive_class_indices(target_class_ids):

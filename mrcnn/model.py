@@ -7,6 +7,7 @@ pipeline functions and ``log``.
 Coordinates: boxes are (y1, x1, y2, x2). ``detect`` returns pixel boxes of the original image with
 exclusive y2/x2; inside the graph boxes are normalized (``utils.norm_boxes``).
 """
+import contextlib
 import datetime
 import errno
 import logging
@@ -42,6 +43,7 @@ from mrcnn.data import (  # noqa: F401
 )
 from mrcnn.detection import DetectionBoxes, DetectionLayer, refine_detections_graph  # noqa: F401
 from mrcnn.graph_ops import (  # noqa: F401
+    Float32Layer,
     apply_box_deltas_graph,
     batch_pack_graph,
     clip_boxes_graph,
@@ -79,6 +81,10 @@ from mrcnn.training import (
     RPNBboxLoss,
     RPNClassLoss,
     StopOnNonFiniteLoss,
+    dtype_policy_scope,
+    is_chief,
+    shared_seed,
+    training_strategy,
 )
 from mrcnn.weights import load_weights_hdf5, save_weights_hdf5
 
@@ -113,7 +119,7 @@ def log(text, array=None):
 ############################################################
 
 @keras.saving.register_keras_serializable(package="mrcnn")
-class ConstantAnchors(keras.layers.Layer):
+class ConstantAnchors(Float32Layer):
     """Pyramid anchors of a fixed image shape, normalized, broadcast to the batch: [B, A, 4].
 
     Built from the anchor settings (not stored values), so ``get_config`` stays small. Input: the image
@@ -146,7 +152,7 @@ class ConstantAnchors(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="mrcnn")
-class NormBoxes(keras.layers.Layer):
+class NormBoxes(Float32Layer):
     """Pixel boxes [B, N, 4] -> normalized boxes, using the image batch's height and width.
 
     Inputs: [boxes, images [B, H, W, C]].
@@ -175,25 +181,49 @@ class MaskRCNN:
     """Mask R-CNN model: builds the Keras graph and runs training and inference.
 
     ``self.keras_model`` is the Keras 3 functional model. ``mode`` is "training" or "inference".
+
+    ``strategy`` (training only, beyond Matterport): a ``tf.distribute`` strategy to train under. The
+    default, ``mrcnn.training.training_strategy(config)``, is MultiWorkerMirroredStrategy when TF_CONFIG
+    is set, MirroredStrategy when GPU_COUNT > 1, else None (one device). The Keras model and its
+    optimizer are created inside the strategy's scope; ``self.strategy`` holds it. See
+    docs/distributed.md.
     """
 
-    def __init__(self, mode, config, model_dir):
+    def __init__(self, mode, config, model_dir, strategy=None):
         if mode not in ("training", "inference"):
             raise ValueError(f"mode must be 'training' or 'inference', got {mode!r}.")
         if mode == "training" and config.NUM_CLASSES < 2:
             raise ValueError(f"NUM_CLASSES={config.NUM_CLASSES}: training needs background plus at least one "
                              "class; set NUM_CLASSES = 1 + the number of your classes.")
+        if mode == "inference" and strategy is not None:
+            raise ValueError("strategy= is for training; an inference model runs on one device (create it "
+                             "without strategy).")
         self.mode = mode
         self.config = config
         self.model_dir = model_dir
         self._anchor_cache = {}
         self._inference_fn = None
         self.set_log_dir()
-        self.keras_model = self.build(mode=mode, config=config)
+        self.strategy = strategy if strategy is not None or mode != "training" else training_strategy(config)
+        with self._strategy_scope():
+            self.keras_model = self.build(mode=mode, config=config)
+
+    def _strategy_scope(self):
+        return self.strategy.scope() if self.strategy is not None else contextlib.nullcontext()
 
     # ------------------------------------------------------------------ graph
     def build(self, mode, config):
-        """Build the Mask R-CNN graph for ``mode``; returns the Keras model."""
+        """Build the Mask R-CNN graph for ``mode``; returns the Keras model.
+
+        With ``config.MIXED_PRECISION`` set, the layers are created under that Keras dtype policy
+        (restored afterwards, so other models are unaffected): convolutions compute in half precision
+        with float32 variables, while anchors, proposals, RoIAlign boxes, detection targets, detections,
+        the heads' output layers and the losses stay float32.
+        """
+        with dtype_policy_scope(config.MIXED_PRECISION):
+            return self._build_graph(mode, config)
+
+    def _build_graph(self, mode, config):
         h, w = config.IMAGE_SHAPE[:2]
         if h / 2 ** 6 != int(h / 2 ** 6) or w / 2 ** 6 != int(w / 2 ** 6):
             raise ValueError("Image size must be divisible by 2 at least 6 times to avoid fractions when "
@@ -227,7 +257,8 @@ class MaskRCNN:
                               config.TOP_DOWN_PYRAMID_SIZE)
         level_outputs = [rpn(p) for p in rpn_feature_maps]
         rpn_class_logits, rpn_class, rpn_bbox = [
-            keras.layers.Concatenate(axis=1, name=name)([outputs[i] for outputs in level_outputs])
+            keras.layers.Concatenate(axis=1, name=name, dtype="float32")(
+                [outputs[i] for outputs in level_outputs])
             for i, name in enumerate(["rpn_class_logits", "rpn_class", "rpn_bbox"])]
 
         proposal_count = config.POST_NMS_ROIS_TRAINING if mode == "training" \
@@ -261,7 +292,7 @@ class MaskRCNN:
                                               config.MASK_POOL_SIZE, config.NUM_CLASSES,
                                               train_bn=bn_training(config),
                                               conv_layers_size=config.FPN_MASK_CONV_LAYERS_SIZE)
-            output_rois = keras.layers.Identity(name="output_rois")(rois)
+            output_rois = keras.layers.Identity(name="output_rois", dtype="float32")(rois)
 
             rpn_class_loss = RPNClassLoss(name="rpn_class_loss")([input_rpn_match, rpn_class_logits])
             rpn_bbox_loss = RPNBboxLoss(name="rpn_bbox_loss")(
@@ -402,39 +433,66 @@ class MaskRCNN:
 
     # ------------------------------------------------------------------ training
     def compile(self, learning_rate, momentum):
-        """SGD with momentum and gradient clipping; the losses live in the model's ``train_step``."""
-        optimizer = keras.optimizers.SGD(learning_rate=learning_rate, momentum=momentum,
-                                         clipnorm=self.config.GRADIENT_CLIP_NORM)
-        self.keras_model.compile(optimizer=optimizer)
+        """SGD with momentum and gradient clipping; the losses live in the model's ``train_step``.
+
+        Created in the strategy's scope. With MIXED_PRECISION "mixed_float16" the SGD is wrapped in a
+        ``keras.optimizers.LossScaleOptimizer`` (dynamic loss scaling; bfloat16 needs none).
+        """
+        with self._strategy_scope():
+            optimizer = keras.optimizers.SGD(learning_rate=learning_rate, momentum=momentum,
+                                             clipnorm=self.config.GRADIENT_CLIP_NORM)
+            if self.config.MIXED_PRECISION == "mixed_float16":
+                optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+            self.keras_model.compile(optimizer=optimizer)
 
     def train(self, train_dataset, val_dataset, learning_rate, epochs, layers, augmentation=None,
-              custom_callbacks=None, no_augmentation_sources=None, workers=None, verbose=1):
+              custom_callbacks=None, no_augmentation_sources=None, workers=None, verbose=1, strategy=None):
         """Train up to epoch ``epochs`` (cumulative) the layers selected by ``layers``.
 
         ``layers``: a regex full-matched against layer names, or a preset: "heads", "3+", "4+", "5+",
         "all". ``augmentation``: a callable ``(image, masks) -> (image, masks)`` (see ``mrcnn.augment``)
         or an imgaug augmenter. One checkpoint per epoch goes to ``self.checkpoint_path``.
-        Beyond Matterport: ``workers`` input threads (default: up to 4) and Keras' ``verbose``.
+        Beyond Matterport: ``workers`` input threads (default: up to 4), Keras' ``verbose``, and
+        ``strategy``: a ``tf.distribute`` strategy other than the model's (``self.strategy``) rebuilds the
+        graph in its scope with the current weights and trains under it from then on.
+
+        Each step takes a global batch of IMAGES_PER_GPU x replicas images (replicas: the strategy's
+        ``num_replicas_in_sync``, 1 without one), split evenly over the replicas; STEPS_PER_EPOCH counts
+        global steps. Under a multi-worker strategy every worker reads the same image order (a seed agreed
+        with the chief) and takes its slice; only the chief writes checkpoints and TensorBoard logs.
         """
         from mrcnn.data import MaskRCNNSequence
 
         if self.mode != "training":
             raise ValueError("Create the model in training mode to train it: MaskRCNN(mode='training', ...).")
+        if strategy is not None and strategy is not self.strategy:
+            weights = self.keras_model.get_weights()
+            self.strategy = strategy
+            with self._strategy_scope():
+                self.keras_model = self.build(mode="training", config=self.config)
+            self.keras_model.set_weights(weights)
         layers = LAYER_PRESETS.get(layers, layers)
         if workers is None:
             workers = max(1, min(4, (os.cpu_count() or 1)))
+        replicas = self.strategy.num_replicas_in_sync if self.strategy is not None else 1
+        batch_size = self.config.IMAGES_PER_GPU * replicas
+        seed = shared_seed(self.strategy)
         train_data = MaskRCNNSequence(train_dataset, self.config, shuffle=True, augmentation=augmentation,
-                                      no_augmentation_sources=no_augmentation_sources,
-                                      steps=self.config.STEPS_PER_EPOCH, workers=workers)
-        val_data = MaskRCNNSequence(val_dataset, self.config, shuffle=True,
-                                    steps=self.config.VALIDATION_STEPS, workers=workers)
-        os.makedirs(self.log_dir, exist_ok=True)
-        callbacks = [
-            keras.callbacks.TensorBoard(log_dir=self.log_dir, histogram_freq=0, write_graph=False),
-            HDF5Checkpoint(self.checkpoint_path, save_weights_hdf5, self.keras_model),
-            StopOnNonFiniteLoss(),
-        ] + list(custom_callbacks or [])
+                                      no_augmentation_sources=no_augmentation_sources, batch_size=batch_size,
+                                      steps=self.config.STEPS_PER_EPOCH, workers=workers, seed=seed)
+        val_data = MaskRCNNSequence(val_dataset, self.config, shuffle=True, batch_size=batch_size,
+                                    steps=self.config.VALIDATION_STEPS, workers=workers, seed=seed + 1)
+        callbacks = [StopOnNonFiniteLoss()]
+        if is_chief(self.strategy):
+            os.makedirs(self.log_dir, exist_ok=True)
+            callbacks = [
+                keras.callbacks.TensorBoard(log_dir=self.log_dir, histogram_freq=0, write_graph=False),
+                HDF5Checkpoint(self.checkpoint_path, save_weights_hdf5, self.keras_model),
+            ] + callbacks
+        callbacks += list(custom_callbacks or [])
         log(f"\nStarting at epoch {self.epoch}. LR={learning_rate}\n")
+        if replicas > 1:
+            log(f"Training on {replicas} replicas: global batch {batch_size} images")
         log(f"Checkpoint Path: {self.checkpoint_path}")
         self.set_trainable(layers)
         self.compile(learning_rate, self.config.LEARNING_MOMENTUM)

@@ -6,11 +6,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from mrcnn.graph_ops import apply_box_deltas_graph, clip_boxes_graph
+from mrcnn.graph_ops import Float32Layer, apply_box_deltas_graph, clip_boxes_graph
 
 
 @keras.saving.register_keras_serializable(package="mrcnn")
-class ProposalLayer(keras.layers.Layer):
+class ProposalLayer(Float32Layer):
     """Select the top anchors by foreground score, refine them and keep ``proposal_count`` after NMS.
 
     Inputs: [rpn_probs [B, A, 2] (background, foreground), rpn_bbox [B, A, 4] deltas

@@ -33,16 +33,21 @@ class PyramidROIAlign(keras.layers.Layer):
     """RoIAlign over a feature pyramid (Matterport's variant: one bilinear sample per output bin).
 
     Inputs: [boxes [B, N, 4] normalized, image_meta [B, IMAGE_META_SIZE], P2, P3, P4, P5 feature maps
-    [B, h_l, w_l, C]]. Output: float32 [B, N, pool_height, pool_width, C], row i pooled for box i.
+    [B, h_l, w_l, C]]. Output: [B, N, pool_height, pool_width, C] in the layer's compute dtype (float32,
+    or bfloat16/float16 under a mixed precision policy), row i pooled for box i.
 
     Each box goes to one level (``roi_pyramid_levels``; the image area comes from the image_shape of
     the first meta row) and is cropped with ``tf.image.crop_and_resize`` (bilinear) from that level's
     map. There is one crop_and_resize per level over all images' boxes (box_indices = image index), and
     one gather puts the results back in input order. Gradients flow to the feature maps, not to the
     boxes (as in Matterport).
+
+    Mixed precision: the layer does not autocast its inputs, so the boxes keep float32 precision while
+    the feature maps stay in their (possibly half) dtype; the bilinear sampling itself is float32.
     """
 
     def __init__(self, pool_shape, **kwargs):
+        kwargs.setdefault("autocast", False)
         super().__init__(**kwargs)
         self.pool_shape = tuple(int(v) for v in pool_shape)
         if len(self.pool_shape) != 2 or min(self.pool_shape) < 1:
@@ -90,7 +95,8 @@ class PyramidROIAlign(keras.layers.Layer):
         if channels is None:
             channels = tf.shape(feature_maps[0])[-1]
         batch_and_boxes = tf.unstack(tf.shape(boxes)[:2])
-        return tf.reshape(pooled, batch_and_boxes + list(self.pool_shape) + [channels])
+        pooled = tf.reshape(pooled, batch_and_boxes + list(self.pool_shape) + [channels])
+        return tf.cast(pooled, self.compute_dtype)
 
     def compute_output_shape(self, input_shape):
         boxes_shape, feature_shape = input_shape[0], input_shape[2]

@@ -3,6 +3,9 @@
 Anchor order: for a feature map ``[B, h, w, C]`` with ``A`` anchors per location and stride ``s``, the
 head outputs ``N = ceil(h / s) * ceil(w / s) * A`` anchors, ordered by position row-major and by anchor
 (ratio) innermost, which is the order of ``utils.generate_anchors``.
+
+Under a mixed precision policy the shared convolution computes in half precision and the class and box
+outputs in float32.
 """
 
 import keras
@@ -26,15 +29,15 @@ def rpn_graph(feature_map, anchors_per_location, anchor_stride):
     )(feature_map)
 
     x = keras.layers.Conv2D(
-        2 * anchors_per_location, (1, 1), padding="valid", activation="linear", name="rpn_class_raw"
-    )(shared)
-    rpn_class_logits = keras.layers.Reshape((-1, 2), name="rpn_class_logits_flat")(x)
-    rpn_probs = keras.layers.Activation("softmax", name="rpn_class_xxx")(rpn_class_logits)
+        2 * anchors_per_location, (1, 1), padding="valid", activation="linear", name="rpn_class_raw",
+        dtype="float32")(shared)
+    rpn_class_logits = keras.layers.Reshape((-1, 2), name="rpn_class_logits_flat", dtype="float32")(x)
+    rpn_probs = keras.layers.Activation("softmax", name="rpn_class_xxx", dtype="float32")(rpn_class_logits)
 
     x = keras.layers.Conv2D(
-        4 * anchors_per_location, (1, 1), padding="valid", activation="linear", name="rpn_bbox_pred"
-    )(shared)
-    rpn_bbox = keras.layers.Reshape((-1, 4), name="rpn_bbox_flat")(x)
+        4 * anchors_per_location, (1, 1), padding="valid", activation="linear", name="rpn_bbox_pred",
+        dtype="float32")(shared)
+    rpn_bbox = keras.layers.Reshape((-1, 4), name="rpn_bbox_flat", dtype="float32")(x)
     return [rpn_class_logits, rpn_probs, rpn_bbox]
 
 

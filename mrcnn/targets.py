@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from mrcnn.graph_ops import box_refinement_graph, overlaps_graph, trim_zeros_graph
+from mrcnn.graph_ops import Float32Layer, box_refinement_graph, overlaps_graph, trim_zeros_graph
 
 # IoU thresholds of Matterport's sampler.
 POSITIVE_IOU = 0.5
@@ -106,7 +106,7 @@ def detection_targets_graph(proposals, gt_class_ids, gt_boxes, gt_masks, config)
 
 
 @keras.saving.register_keras_serializable(package="mrcnn")
-class DetectionTargetLayer(keras.layers.Layer):
+class DetectionTargetLayer(Float32Layer):
     """Sample TRAIN_ROIS_PER_IMAGE RoIs per image and build their targets (see ``detection_targets_graph``).
 
     Inputs: [proposals [B, P, 4] normalized, zero-padded; gt_class_ids [B, G] int (zero-padded, negative =
@@ -212,7 +212,7 @@ def positive_quota(config):
 
 
 @keras.saving.register_keras_serializable(package="mrcnn")
-class PositiveRoiSlice(keras.layers.Layer):
+class PositiveRoiSlice(Float32Layer):
     """Keep the first ``count`` RoI rows of each input: [B, T, ...] -> [B, count, ...] for every input.
 
     DetectionTargetLayer orders positives first and never has more than ``positive_quota(config)`` of

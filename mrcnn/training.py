@@ -5,7 +5,14 @@ The training graph ends in five named loss layers (``rpn_class_loss``, ``rpn_bbo
 sums them with ``LOSS_WEIGHTS`` plus L2 weight decay in its ``train_step`` and reports each one as a
 Keras metric, so the progress bar and TensorBoard show all five and the total, for training and
 validation.
+
+Distributed training (``tf.distribute``): ``training_strategy`` picks the strategy of a Config, and
+``MaskRCNNTrainer.train_step`` makes one step on N replicas equal to one step of one device on the
+global batch (losses normalized over the global batch by ``mrcnn.losses``, gradients summed across
+replicas and clipped after the sum).
 """
+import contextlib
+import json
 import math
 import os
 import time
@@ -15,12 +22,13 @@ import numpy as np
 import tensorflow as tf
 
 from mrcnn import losses as loss_fns
+from mrcnn.graph_ops import Float32Layer
 
 LOSS_NAMES = ("rpn_class_loss", "rpn_bbox_loss", "mrcnn_class_loss", "mrcnn_bbox_loss", "mrcnn_mask_loss")
 
 
 @keras.saving.register_keras_serializable(package="mrcnn")
-class RPNClassLoss(keras.layers.Layer):
+class RPNClassLoss(Float32Layer):
     """Inputs [rpn_match [B, A, 1], rpn_class_logits [B, A, 2]] -> scalar loss."""
 
     def call(self, inputs):
@@ -32,7 +40,7 @@ class RPNClassLoss(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="mrcnn")
-class RPNBboxLoss(keras.layers.Layer):
+class RPNBboxLoss(Float32Layer):
     """Inputs [target_bbox [B, T, 4], rpn_match [B, A, 1], rpn_bbox [B, A, 4]] -> scalar loss."""
 
     def call(self, inputs):
@@ -44,7 +52,7 @@ class RPNBboxLoss(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="mrcnn")
-class MrcnnClassLoss(keras.layers.Layer):
+class MrcnnClassLoss(Float32Layer):
     """Inputs [target_class_ids [B, T], class_logits [B, T, N], image_meta [B, META]] -> scalar loss."""
 
     def call(self, inputs):
@@ -57,7 +65,7 @@ class MrcnnClassLoss(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="mrcnn")
-class MrcnnBboxLoss(keras.layers.Layer):
+class MrcnnBboxLoss(Float32Layer):
     """Inputs [target_bbox [B, T, 4], target_class_ids [B, T], pred_bbox [B, T, N, 4]] -> scalar loss."""
 
     def call(self, inputs):
@@ -68,7 +76,7 @@ class MrcnnBboxLoss(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="mrcnn")
-class MrcnnMaskLoss(keras.layers.Layer):
+class MrcnnMaskLoss(Float32Layer):
     """Inputs [target_mask [B, T, h, w], target_class_ids [B, T], pred_masks [B, T, h, w, N]] -> scalar."""
 
     def call(self, inputs):
@@ -91,6 +99,15 @@ class MaskRCNNTrainer(keras.Model):
     The total is ``sum(LOSS_WEIGHTS[name] * loss[name]) + sum_w WEIGHT_DECAY * sum(w**2) / size(w)``
     over trainable weights except BatchNorm gamma/beta (Matterport's weight decay, which divides each
     weight's L2 term by its size). Model outputs must end with the five loss tensors in LOSS_NAMES order.
+
+    Under a strategy with N > 1 replicas in sync, each replica minimises total / N (the Keras
+    convention; the losses are already global-batch means, see ``mrcnn.losses``). The optimizer's
+    clipping (``clipnorm``, ``global_clipnorm`` or ``clipvalue``) must see the global gradient, but
+    Keras 3 clips each replica's part before summing them, so the step first sums the gradients over
+    the replicas, clips the sum and hands each replica's 1/N share to the optimizer, which sums the
+    shares again (its own clipping of a share is then a no-op). The update is the single-device one,
+    at the cost of a second all-reduce. Loss scaling (``LossScaleOptimizer``) is applied to the loss and
+    undone by the optimizer, as in Keras' own ``train_step``.
     """
 
     def __init__(self, *args, loss_weights=None, weight_decay=0.0, **kwargs):
@@ -123,23 +140,152 @@ class MaskRCNNTrainer(keras.Model):
         self.loss_trackers[0].update_state(total)
         for tracker, name in zip(self.loss_trackers[1:], LOSS_NAMES):
             tracker.update_state(tf.reduce_mean(named[name]))
-        return {tracker.name: tracker.result() for tracker in self.loss_trackers}
+        results = {tracker.name: tracker.result() for tracker in self.loss_trackers}
+        if _is_multi_worker(tf.distribute.get_strategy()):
+            # Keras 3 averages per-replica logs over several workers with a reduction along axis 0,
+            # which a scalar does not have.
+            results = {name: tf.reshape(value, [1]) for name, value in results.items()}
+        return results
 
     def train_step(self, data):
         x = data[0] if isinstance(data, tuple) else data
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
         with tf.GradientTape() as tape:
             total, named = self._compute_losses(x, training=True)
             total = total + self._weight_decay_term()
+            scaled = self.optimizer.scale_loss(total / replicas if replicas > 1 else total)
         variables = self.trainable_weights
-        gradients = tape.gradient(total, variables)
+        gradients = tape.gradient(scaled, variables)
         pairs = [(g, v) for g, v in zip(gradients, variables) if g is not None]
+        if replicas > 1:
+            gradients = _clip_like(self.optimizer, tf.distribute.get_replica_context().all_reduce(
+                tf.distribute.ReduceOp.SUM, [g for g, _ in pairs]))
+            pairs = [(g / replicas, v) for g, (_, v) in zip(gradients, pairs)]
         self.optimizer.apply_gradients(pairs)
         return self._update_metrics(total, named)
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Keras 3 reads the shapes of a distributed first batch by averaging it over the replicas, which
+        # fails on bool inputs (the gt masks); the first replica's part has the same shapes and dtypes.
+        if iterator is not None and self._distribute_strategy is not None:
+            strategy = self._distribute_strategy
+            for _, _, batches in iterator:
+                data_batch = keras.tree.map_structure(
+                    lambda v: strategy.experimental_local_results(v)[0]
+                    if isinstance(v, tf.distribute.DistributedValues) else v, next(batches))
+                break
+            iterator = None
+        return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
 
     def test_step(self, data):
         x = data[0] if isinstance(data, tuple) else data
         total, named = self._compute_losses(x, training=False)
         return self._update_metrics(total, named)
+
+
+def _clip_like(optimizer, gradients):
+    """Clip ``gradients`` (dense tensors, scaled by the optimizer's loss scale) as ``optimizer`` would.
+
+    Reads ``clipnorm`` (per tensor), ``global_clipnorm`` or ``clipvalue`` from the optimizer (the inner
+    one of a LossScaleOptimizer) and applies it to the unscaled values; returns scaled gradients.
+    """
+    inner = getattr(optimizer, "inner_optimizer", optimizer)
+    scale = optimizer.scale_loss(tf.constant(1.0))
+    unscaled = [g / scale for g in gradients]
+    if inner.clipnorm:
+        unscaled = [tf.clip_by_norm(g, inner.clipnorm) for g in unscaled]
+    elif inner.global_clipnorm:
+        unscaled, _ = tf.clip_by_global_norm(unscaled, inner.global_clipnorm)
+    elif inner.clipvalue:
+        unscaled = [tf.clip_by_value(g, -inner.clipvalue, inner.clipvalue) for g in unscaled]
+    return [g * scale for g in unscaled]
+
+
+def training_strategy(config):
+    """The ``tf.distribute`` strategy that training under ``config`` uses when none is given.
+
+    ``TF_CONFIG`` set in the environment: ``MultiWorkerMirroredStrategy`` (every worker runs the same
+    script; each uses all its local GPUs, or its CPU). Otherwise ``GPU_COUNT > 1``: ``MirroredStrategy``
+    over the first GPU_COUNT GPUs (ValueError when fewer are visible). Otherwise None: Keras' default,
+    one device. Create it before any other TensorFlow work in the process (MultiWorkerMirroredStrategy
+    must configure collective ops before TensorFlow initializes its devices).
+    """
+    if os.environ.get("TF_CONFIG"):
+        try:
+            cluster = json.loads(os.environ["TF_CONFIG"])
+        except json.JSONDecodeError as error:
+            raise ValueError(f"TF_CONFIG is not valid JSON ({error}); see docs/distributed.md for its "
+                             "form.") from None
+        if not isinstance(cluster, dict) or "cluster" not in cluster or "task" not in cluster:
+            raise ValueError('TF_CONFIG must be a JSON object with "cluster" and "task" keys, e.g. '
+                             '{"cluster": {"worker": ["host1:12345", "host2:12345"]}, '
+                             '"task": {"type": "worker", "index": 0}}.')
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if config.GPU_COUNT > 1:
+        gpus = tf.config.list_logical_devices("GPU")
+        if len(gpus) < config.GPU_COUNT:
+            raise ValueError(f"GPU_COUNT={config.GPU_COUNT} but TensorFlow sees {len(gpus)} GPU(s); set "
+                             "GPU_COUNT to the number of GPUs to train on (1 for one device).")
+        return tf.distribute.MirroredStrategy([gpu.name for gpu in gpus[:config.GPU_COUNT]])
+    return None
+
+
+def _is_multi_worker(strategy):
+    """True when ``strategy`` spans several worker processes (a TF_CONFIG cluster of 2+ tasks)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None:
+        return False
+    cluster = resolver.cluster_spec().as_dict()
+    return len(cluster.get("chief", [])) + len(cluster.get("worker", [])) > 1
+
+
+def is_chief(strategy):
+    """True unless ``strategy`` is a multi-worker strategy and this process is not its chief (worker 0).
+
+    Only the chief writes checkpoints and TensorBoard logs.
+    """
+    if not _is_multi_worker(strategy):
+        return True
+    resolver = strategy.cluster_resolver
+    return resolver.task_type == "chief" or (resolver.task_type == "worker" and resolver.task_id == 0
+                                             and "chief" not in resolver.cluster_spec().as_dict())
+
+
+def shared_seed(strategy):
+    """A random seed that every worker of ``strategy`` agrees on (the chief's), as a Python int.
+
+    Multi-worker training needs the same input order on every worker (each takes its slice of each
+    global batch). Without a multi-worker strategy: a fresh random seed.
+    """
+    seed = int(np.random.SeedSequence().entropy % (2 ** 31))
+    if not _is_multi_worker(strategy):
+        return seed
+    mine = seed if is_chief(strategy) else 0
+
+    def contribution():
+        first = tf.equal(tf.distribute.get_replica_context().replica_id_in_sync_group, 0)
+        return tf.where(first, tf.constant(mine, tf.int64), tf.constant(0, tf.int64))
+
+    total = strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(contribution), axis=None)
+    return int(total.numpy())
+
+
+@contextlib.contextmanager
+def dtype_policy_scope(policy):
+    """Make ``policy`` (e.g. "mixed_bfloat16") Keras' global dtype policy inside the block, then restore.
+
+    Layers take the global policy when they are created, so a model built in the block keeps the
+    policy and models built elsewhere are unaffected. None leaves the current policy as it is.
+    """
+    if policy is None:
+        yield
+        return
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(policy)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
 
 
 class StopOnNonFiniteLoss(keras.callbacks.Callback):
