@@ -436,3 +436,24 @@ def test_datasets_package_does_not_import_tensorflow():
     code = "import sys, mrcnn.datasets; print('tensorflow' in sys.modules, 'keras' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.split() == ["False", "False"]
+
+
+# ---------------------------------------------------------------------------------------------- evaluation
+@pytest.mark.parametrize("path, subset", [(FRUITS_JSON, None), (BALLOON, "val")],
+                         ids=["fruits_nuts", "balloon"])
+def test_ground_truth_as_detections_scores_ap_1(path, subset):
+    from mrcnn import utils
+    from mrcnn.evaluate import coco_metrics, dataset_to_coco, detections_to_coco
+
+    ds = open_dataset(path, subset)
+    ground_truth = dataset_to_coco(ds)
+    results = []
+    for image_id in ds.image_ids:
+        masks, class_ids = ds.load_mask(image_id)
+        results += detections_to_coco(image_id, utils.extract_bboxes(masks), class_ids,
+                                      np.ones(len(class_ids)), masks)
+    assert len(results) == (50 if subset == "val" else 165)
+    for iou_type in ("segm", "bbox"):
+        metrics = coco_metrics(ground_truth, results, iou_type)
+        assert metrics["AP"] == pytest.approx(1.0) and metrics["AR100"] == pytest.approx(1.0)
+        assert all(ap == pytest.approx(1.0) for ap in metrics["per_class_ap"].values())
