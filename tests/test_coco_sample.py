@@ -29,6 +29,12 @@ def subset_json(image_ids, extra_annotations=()):
             + list(extra_annotations)}
 
 
+def file_names(image_ids):
+    """The JSON's file names of these image ids (id 2 is "10.jpg": names are not ids)."""
+    data = json.loads((FRUITS / "trainval.json").read_text())
+    return [i["file_name"] for i in data["images"] if i["id"] in set(image_ids)]
+
+
 def write_layout(root, train_ids=TRAIN_IMAGES, val_ids=None):
     """dataset_dir/annotations/instances_{train,val}2017.json and {train,val}2017/ image folders."""
     data = json.loads((FRUITS / "trainval.json").read_text())
@@ -40,8 +46,8 @@ def write_layout(root, train_ids=TRAIN_IMAGES, val_ids=None):
         annotations = root / "annotations" / f"instances_{subset}2017.json"
         annotations.write_text(json.dumps(subset_json(ids, extra)))
         (root / f"{subset}2017").mkdir()
-        for image_id in ids:
-            os.symlink(FRUITS / "images" / f"{image_id}.jpg", root / f"{subset}2017" / f"{image_id}.jpg")
+        for name in file_names(ids):
+            os.symlink(FRUITS / "images" / name, root / f"{subset}2017" / name)
     return root
 
 
@@ -56,6 +62,8 @@ def test_load_coco_and_masks(coco_dir):
     dataset.prepare()
     assert isinstance(coco, COCO) and dataset.num_images == 18
     assert dataset.class_names == ["BG", "date", "fig", "hazelnut"]
+    assert [os.path.basename(info["path"]) for info in dataset.image_info] == file_names(range(18))
+    assert dataset.load_image(2).shape == (600, 800, 3)
     assert dataset.image_reference(5) == f"https://cocodataset.org/#explore?id={dataset.image_info[5]['id']}"
     assert sum(len(info["annotations"]) for info in dataset.image_info) == 165 + 1
     first = dataset.image_info[0]
@@ -113,8 +121,8 @@ def coco_server(tmp_path):
     www = tmp_path / "www"
     (www / "zips").mkdir(parents=True)
     (www / "annotations").mkdir()
-    make_zip(www / "zips" / "train2017.zip", {f"train2017/{i}.jpg": FRUITS / "images" / f"{i}.jpg"
-                                              for i in TRAIN_IMAGES})
+    make_zip(www / "zips" / "train2017.zip", {f"train2017/{name}": FRUITS / "images" / name
+                                              for name in file_names(TRAIN_IMAGES)})
     make_zip(www / "annotations" / "annotations_trainval2017.zip",
              {f"annotations/instances_{s}2017.json": json.dumps(subset_json(TRAIN_IMAGES))
               for s in ("train", "val")})
@@ -147,7 +155,7 @@ def test_auto_download_from_local_server(coco_server, tmp_path, capsys):
     dataset = LocalCoco()
     dataset.load_coco(str(root), "train", year="2017", auto_download=True)
     dataset.prepare()
-    assert dataset.num_images == 3 and dataset.load_image(0).shape == (600, 800, 3)
+    assert dataset.num_images == 3 and all(dataset.load_image(i).shape == (600, 800, 3) for i in range(3))
     assert sorted(requests) == ["/annotations/annotations_trainval2017.zip", "/zips/train2017.zip"]
     # Zips deleted, no staging or partial files left; both annotation files of the zip are in place.
     assert sorted(os.listdir(root)) == ["annotations", "train2017"]
