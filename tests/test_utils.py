@@ -285,6 +285,35 @@ def test_resize_mask_keeps_dtype_and_pads():
     assert out.sum() == 7 * 16
 
 
+@FAST
+@given(st.integers(1, 1000), st.integers(1, 1000), st.sampled_from(["square", "crop"]), st.data())
+def test_resize_of_any_size_keeps_every_side_and_the_masks_aligned(h, w, mode, data):
+    """Tiny and very elongated images: no side shrinks to 0 pixels and a full mask fills the window."""
+    if mode == "crop":
+        h, w = min(h, 200), min(w, 200)  # crop mode scales the short side up to min_dim: keep it small
+    random.seed(data.draw(st.integers(0, 1000)))
+    out, window, scale, padding, crop = utils.resize_image(np.ones((h, w, 3), np.uint8), min_dim=32,
+                                                          max_dim=64, mode=mode)
+    y1, x1, y2, x2 = window
+    assert out.shape == ((64, 64, 3) if mode == "square" else (32, 32, 3))
+    assert 0 <= y1 < y2 <= out.shape[0] and 0 <= x1 < x2 <= out.shape[1]
+    if mode == "square":
+        assert (y2 - y1, x2 - x1) == (max(1, round(h * scale)), max(1, round(w * scale)))
+    masks = np.ones((h, w, 1), bool)
+    resized = utils.resize_mask(masks, scale, padding, crop)
+    assert resized.shape == out.shape[:2] + (1,)
+    np.testing.assert_array_equal(utils.extract_bboxes(resized), [window])
+    assert resized.sum() == (y2 - y1) * (x2 - x1)
+    normalized = utils.norm_boxes(np.array([window]), out.shape[:2])
+    assert np.all(normalized >= 0) and np.all(normalized <= 1)
+
+
+@pytest.mark.parametrize("shape", [(0, 0, 3), (0, 5, 3), (5, 0)])
+def test_resize_image_rejects_empty_images(shape):
+    with pytest.raises(ValueError, match=r"resize_image got an empty image of shape"):
+        utils.resize_image(np.zeros(shape, np.uint8), min_dim=64, max_dim=64, mode="square")
+
+
 # --------------------------------------------------------------------------- masks
 
 
@@ -344,6 +373,17 @@ def test_unmold_mask():
     assert not utils.unmold_mask(np.ones((4, 4)), (5, 5, 5, 9), (16, 16)).any()
 
 
+@FAST
+@given(box_strategy(40).map(lambda b: (b[0] - 20, b[1] - 20, b[2] - 20, b[3] - 20)), st.integers(2, 28))
+def test_unmold_mask_stays_inside_the_image_and_the_box(box, side):
+    y1, x1, y2, x2 = box
+    full = utils.unmold_mask(np.ones((side, side), np.float32), box, (32, 48, 3))
+    assert full.shape == (32, 48) and full.dtype == bool
+    expected = np.zeros((32, 48), bool)
+    expected[max(y1, 0):max(y2, 0), max(x1, 0):max(x2, 0)] = True
+    np.testing.assert_array_equal(full, expected)
+
+
 def test_resize_wrapper_accepts_bool():
     m = np.zeros((4, 4), bool)
     m[:, :2] = True
@@ -383,6 +423,32 @@ def test_generate_pyramid_anchors_count_for_1024():
                                           16 * math.sqrt(2)])
     with pytest.raises(ValueError, match="one scale"):
         utils.generate_pyramid_anchors((32, 64), [1], shapes, strides, 1)
+
+
+@FAST
+@given(st.integers(1, 9), st.integers(1, 9), st.integers(1, 3), st.sampled_from([4, 8, 16]),
+       st.lists(st.sampled_from([0.25, 0.5, 1, 2, 3]), min_size=1, max_size=3, unique=True),
+       st.integers(4, 256))
+def test_generate_anchors_count_sizes_and_centres(rows, cols, anchor_stride, stride, ratios, scale):
+    anchors = utils.generate_anchors(scale, ratios, (rows, cols), stride, anchor_stride)
+    positions = math.ceil(rows / anchor_stride) * math.ceil(cols / anchor_stride)
+    assert anchors.shape == (positions * len(ratios), 4)
+    heights = anchors[:, 2] - anchors[:, 0]
+    widths = anchors[:, 3] - anchors[:, 1]
+    np.testing.assert_allclose(heights * widths, scale ** 2)
+    np.testing.assert_allclose(widths / heights, np.tile(ratios, positions))
+    cells = (anchors[:, :2] + anchors[:, 2:]) / 2 / (stride * anchor_stride)
+    np.testing.assert_allclose(cells, np.round(cells), atol=1e-9)
+    np.testing.assert_allclose(cells.min(axis=0), [0, 0], atol=1e-9)
+    np.testing.assert_allclose(cells.max(axis=0), [(rows - 1) // anchor_stride, (cols - 1) // anchor_stride])
+
+
+@FAST
+@given(st.lists(box_strategy(), min_size=1, max_size=6))
+def test_zero_deltas_are_the_identity(boxes):
+    boxes = np.array(boxes, np.float32)
+    np.testing.assert_allclose(utils.apply_box_deltas(boxes, np.zeros_like(boxes)), boxes, atol=1e-4)
+    np.testing.assert_allclose(utils.box_refinement(boxes, boxes), 0, atol=1e-6)
 
 
 # --------------------------------------------------------------------------- boxes normalization
