@@ -213,7 +213,8 @@ def build_parser():
     parser.add_argument("--logs", default=DEFAULT_LOGS_DIR, metavar="/path/to/logs/",
                         help="logs and checkpoints directory (default: logs/ in the repository)")
     parser.add_argument("--image", metavar="path or URL", help="image to apply the colour splash to")
-    parser.add_argument("--video", metavar="path", help="video to apply the colour splash to")
+    parser.add_argument("--video", metavar="path",
+                        help="video to apply the colour splash to (with --image too: both are splashed)")
     parser.add_argument("--epochs", type=int, default=30, help="train up to this epoch (default 30)")
     parser.add_argument("--out", default=".", help="folder for splash outputs (default: current folder)")
     parser.add_argument("--config", action="append", default=[], metavar="NAME=VALUE",
@@ -243,7 +244,9 @@ def main(argv=None):
         if args.command == "train":
             train(model, args.dataset, epochs=args.epochs)
         else:
-            detect_and_color_splash(model, image_path=args.image, video_path=args.video, out_dir=args.out)
+            for image, video in ((args.image, None), (None, args.video)):
+                if image or video:
+                    detect_and_color_splash(model, image_path=image, video_path=video, out_dir=args.out)
     except (FileNotFoundError, DownloadError, RuntimeError) as e:
         print(f"balloon.py: error: {e}", file=sys.stderr)
         return 1
