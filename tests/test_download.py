@@ -140,3 +140,24 @@ def test_download_trained_weights_wrapper(server_url, tmp_path, capsys):
     assert captured.out == "" and captured.err == "" and quiet.read_bytes() == PAYLOAD
     with pytest.raises(ValueError, match="plain HTTP"):
         utils.download_trained_weights(str(tmp_path / "x.h5"), verbose=0, url=f"{server_url}/weights.h5")
+
+
+@pytest.mark.parametrize("url", ["file:///etc/passwd", "ftp://example.com/w.h5", "data:,abc",
+                                 "//example.com/w.h5"])
+def test_only_https_by_default(tmp_path, url):
+    with pytest.raises(ValueError, match="unsupported URL scheme"):
+        download_file(url, tmp_path / "w.h5")
+    assert os.listdir(tmp_path) == []
+
+
+def test_redirect_from_https_to_http_is_refused():
+    import urllib.request
+
+    from mrcnn.download import _redirect_handler
+
+    request = urllib.request.Request("https://example.com/weights.h5")
+    message = r"redirect from 'https://example.com/weights.h5' refused: refusing to download over plain HTTP"
+    with pytest.raises(DownloadError, match=message):
+        _redirect_handler(False).redirect_request(request, None, 302, "Found", {}, "http://example.com/w.h5")
+    assert _redirect_handler(True).redirect_request(request, None, 302, "Found", {},
+                                                    "http://example.com/w.h5").full_url == "http://example.com/w.h5"

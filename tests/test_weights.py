@@ -310,3 +310,71 @@ def test_bad_arguments(tmp_path):
         load_weights_hdf5(model, path, exclude="mrcnn_mask")
     with pytest.raises(TypeError, match="keras.Model"):
         load_weights_hdf5(model.get_layer("mrcnn_mask"), path)
+
+
+############################################################
+#  Safe loading: data only, no code
+############################################################
+
+def test_weights_module_reads_data_only():
+    """mrcnn.weights imports no unpickler / code loader and calls no eval, exec or dynamic import."""
+    import ast
+
+    tree = ast.parse(open(weights.__file__).read())
+    imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
+                for alias in node.names}
+    imported |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    assert imported <= {"contextlib", "os", "zipfile", "h5py", "keras", "numpy", "mrcnn"}, imported
+    called = {node.func.id if isinstance(node.func, ast.Name) else node.func.attr
+              for node in ast.walk(tree) if isinstance(node, ast.Call)
+              and isinstance(node.func, (ast.Name, ast.Attribute))}
+    assert not called & {"eval", "exec", "compile", "__import__", "import_module", "load_model", "loads",
+                         "Unpickler", "deserialize_keras_object", "from_config"}, called
+
+
+def _all_layers(model):
+    for layer in model.layers:
+        yield layer
+        if isinstance(layer, keras.Model):
+            yield from _all_layers(layer)
+
+
+def test_graph_has_no_lambda_and_round_trips_with_safe_mode(tmp_path):
+    """Both graphs serialize without Python lambdas: the inference model saved as .keras loads with
+    safe_mode=True and computes the same outputs; the training graph's layers deserialize with
+    safe_mode=True."""
+    import mrcnn.model as modellib
+    from mrcnn.datasets.shapes import ShapesFastConfig
+
+    class SafeConfig(ShapesFastConfig):
+        NAME = "safe"
+        IMAGE_MIN_DIM = 64
+        IMAGE_MAX_DIM = 64
+        IMAGES_PER_GPU = 1
+        FPN_CLASSIF_FC_LAYERS_SIZE = 32
+        FPN_MASK_CONV_LAYERS_SIZE = 16
+        TOP_DOWN_PYRAMID_SIZE = 32
+        DETECTION_MIN_CONFIDENCE = 0.0
+
+    model = modellib.MaskRCNN("inference", SafeConfig(), str(tmp_path))
+    training = modellib.MaskRCNN("training", SafeConfig(), str(tmp_path)).keras_model
+    for graph in (model.keras_model, training):
+        lambdas = [layer.name for layer in _all_layers(graph) if isinstance(layer, keras.layers.Lambda)]
+        assert lambdas == []
+
+    path = tmp_path / "inference.keras"
+    model.keras_model.save(path)
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    image = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    molded, metas, _ = model.mold_inputs([image])
+    anchors = model.get_anchors(molded[0].shape)[np.newaxis]
+    expected = model.keras_model([molded, metas, anchors], training=False)
+    got = loaded([molded, metas, anchors], training=False)
+    for a, b in zip(expected, got):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-5)
+    assert np.count_nonzero(np.asarray(expected[0])[0, :, 5]) > 0  # detections were compared, not padding
+
+    graph = keras.Model(training.inputs, training.outputs)  # the same layers in a plain functional model
+    config = keras.saving.serialize_keras_object(graph)
+    rebuilt = keras.saving.deserialize_keras_object(config, safe_mode=True)
+    assert [layer.name for layer in rebuilt.layers] == [layer.name for layer in graph.layers]
