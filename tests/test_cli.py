@@ -215,3 +215,52 @@ def test_installed_entry_point_and_python_m(tmp_path, coco_layout_weights):
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith("mrcnn: error: image or folder not found")
     assert "Traceback" not in result.stderr
+
+
+def _write_coco_dataset(folder, count, seed):
+    """``count`` 64-px shapes images as PNGs plus a COCO instances JSON; returns the JSON path."""
+    from mrcnn.evaluate import dataset_to_coco
+
+    folder.mkdir()
+    dataset = make_dataset(count, seed=seed, size=64)
+    coco = dataset_to_coco(dataset).dataset
+    for image in coco["images"]:
+        image["file_name"] = f"shape{image['id']}.png"
+        Image.fromarray(dataset.load_image(image["id"])).save(folder / image["file_name"])
+    path = folder / "instances.json"
+    path.write_text(json.dumps({k: coco[k] for k in ("images", "annotations", "categories")}))
+    return path
+
+
+def test_train_then_evaluate_and_export_the_checkpoint(tmp_path, capsys):
+    train_json = _write_coco_dataset(tmp_path / "train", 3, seed=7)
+    val_json = _write_coco_dataset(tmp_path / "val", 2, seed=8)
+    values = TinyConfig().to_dict()
+    values.update(STEPS_PER_EPOCH=1, VALIDATION_STEPS=1, POST_NMS_ROIS_TRAINING=50, TRAIN_ROIS_PER_IMAGE=16,
+                  NUM_CLASSES=2)  # NUM_CLASSES comes from the dataset (4) instead
+    config = tmp_path / "tiny.json"
+    config.write_text(json.dumps(values))
+    logs = tmp_path / "logs"
+    assert main(["train", "--dataset", str(train_json), "--val-dataset", str(val_json),
+                 "--config", str(config), "--layers", "all", "--epochs", "1", "--logs", str(logs)]) == 0
+    out = capsys.readouterr().out
+    assert "Training on 3 images, validating on 2; classes ['square', 'circle', 'triangle']" in out
+    (run,) = os.listdir(logs)
+    saved = json.loads((logs / run / "config.json").read_text())
+    assert saved["NUM_CLASSES"] == 4 and saved["CLASS_NAMES"] == ["BG", "square", "circle", "triangle"]
+    assert "mask_rcnn_tiny_0001.h5" in os.listdir(logs / run)
+
+    metrics = tmp_path / "metrics.json"
+    assert main(["evaluate", "--dataset", str(val_json), "--weights", "last", "--logs", str(logs),
+                 "--config", str(logs / run / "config.json"), "--json", str(metrics)]) == 0
+    assert "COCO-style evaluation of 2 images" in capsys.readouterr().out
+    result = json.loads(metrics.read_text())
+    assert result["images"] == 2 and -1 <= result["segm"]["AP"] <= 1 and "results" not in result
+
+    export = tmp_path / "export" / "1"
+    argv = ["export", "--weights", str(logs / run / "mask_rcnn_tiny_0001.h5"), "--logs", str(logs),
+            "--config", str(logs / run / "config.json"), "--out", str(export)]
+    assert main(argv) == 0
+    assert (export / "saved_model.pb").is_file()
+    assert main(argv) == 2  # the folder exists now
+    assert "already exists" in capsys.readouterr().err
