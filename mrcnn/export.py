@@ -351,6 +351,16 @@ def export_saved_model(model, export_dir, masks="full", overwrite=False, verbose
         signatures = {"serving_default": module.detect_full.get_concrete_function()}
         if masks == "both":
             signatures["serving_boxes_masks"] = module.detect_boxes.get_concrete_function()
+    # Track the tf.Variables the traced functions read (not only the Keras wrappers reachable through
+    # keras_model): without them a TF1-style loader (TF Serving, saved_model_cli run) finds the
+    # variables uninitialized.
+    used, seen = [], set()
+    for function in signatures.values():
+        for variable in function.variables:
+            if id(variable) not in seen:
+                seen.add(id(variable))
+                used.append(variable)
+    module.function_variables = used
     staging = tempfile.mkdtemp(prefix=f".{os.path.basename(export_dir)}.tmp-", dir=parent)
     try:
         tf.saved_model.save(module, staging, signatures=signatures)

@@ -174,6 +174,15 @@ _RELOAD_SCRIPT = textwrap.dedent("""
             for field, value in result.items():
                 out[f"{name}/{key}/{field}"] = value.numpy()
     out["inputs"] = np.array(sorted(loaded.signatures["serving_default"].structured_input_signature[1]))
+    # The TF1 loader (the C++ SavedModelBundle of TF Serving, saved_model_cli run) restores the variables
+    # through the MetaGraph's saver, not the object graph.
+    with tf.compat.v1.Session(graph=tf.Graph()) as session:
+        meta_graph = tf.compat.v1.saved_model.loader.load(session, ["serve"], sys.argv[1])
+        signature = meta_graph.signature_def["serving_default"]
+        fetches = {key: info.name for key, info in signature.outputs.items()}
+        result = session.run(fetches, {signature.inputs["images"].name: inputs["tall"]})
+        for field, value in result.items():
+            out[f"tf1/tall/{field}"] = value
     assert "mrcnn" not in sys.modules, "the exported model needed mrcnn"
     np.savez(sys.argv[3], **out)
     print("MRCNN_IMPORTED", "mrcnn" in sys.modules)
@@ -207,6 +216,7 @@ def test_reloaded_without_mrcnn_matches_detect(model, exported, tmp_path):
     assert default_tall["masks"].shape == (1, 10, 90, 60) and default_tall["masks"].dtype == np.uint8
     assert default_wide["boxes"].shape == (2, 10, 4) and default_wide["class_ids"].dtype == np.int32
     _assert_same_detections(default_tall, 0, results[0])
+    _assert_same_detections(signature_outputs("tf1", "tall"), 0, results[0])
     _assert_same_detections(default_wide, 0, results[1])
     _assert_same_detections(default_wide, 1, results[2])
 
