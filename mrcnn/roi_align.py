@@ -43,7 +43,8 @@ class PyramidROIAlign(keras.layers.Layer):
     boxes (as in Matterport).
 
     Mixed precision: the layer does not autocast its inputs, so the boxes keep float32 precision while
-    the feature maps stay in their (possibly half) dtype; the bilinear sampling itself is float32.
+    the feature maps stay in their (possibly half) dtype (bfloat16 maps are sampled as float32, which
+    ``tf.image.crop_and_resize`` needs); the bilinear sampling itself computes in float32.
     """
 
     def __init__(self, pool_shape, **kwargs):
@@ -84,6 +85,8 @@ class PyramidROIAlign(keras.layers.Layer):
             index = tf.where(tf.equal(levels, level))  # [K, 2]: (image, box)
             level_boxes = tf.stop_gradient(tf.gather_nd(boxes, index))
             box_indices = tf.stop_gradient(tf.cast(index[:, 0], tf.int32))
+            if feature_map.dtype == tf.bfloat16:  # crop_and_resize has no bfloat16 kernel
+                feature_map = tf.cast(feature_map, tf.float32)
             pooled.append(tf.image.crop_and_resize(feature_map, level_boxes, box_indices, self.pool_shape,
                                                    method="bilinear"))
             positions.append(index[:, 0] * num_boxes + index[:, 1])
