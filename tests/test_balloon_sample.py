@@ -108,37 +108,33 @@ def test_video_formats_without_a_backend(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="module")
 def trained_logs(tmp_path_factory):
-    """Run the real command line: `balloon.py train` for one step of a tiny model from scratch."""
+    """`balloon.py train` through its main() (in-process): one step of a tiny model from scratch."""
     logs = tmp_path_factory.mktemp("balloon_logs")
-    command = [sys.executable, str(ROOT / "samples" / "balloon" / "balloon.py"), "train",
-               "--dataset", str(BALLOON), "--weights", "none", "--logs", str(logs), "--epochs", "1"]
+    argv = ["train", "--dataset", str(BALLOON), "--weights", "none", "--logs", str(logs), "--epochs", "1"]
     for item in TINY:
-        command += ["--config", item]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=logs)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "Training heads: 61 train / 13 val images" in result.stdout
+        argv += ["--config", item]
+    assert balloon.main(argv) == 0
     return logs
 
 
-def test_train_then_splash_image_and_gif(trained_logs, tmp_path):
-    import mrcnn.model as modellib
-
+def test_train_then_splash_command_line(trained_logs, tmp_path):
     checkpoints = list(trained_logs.glob("balloon*/mask_rcnn_balloon_0001.h5"))
     assert len(checkpoints) == 1
-    config = sample_utils.make_config(balloon.BalloonInferenceConfig, TINY)
-    model = modellib.MaskRCNN(mode="inference", config=config, model_dir=str(trained_logs))
-    assert sample_utils.load_weights(model, "last") == str(checkpoints[0])
-
-    image_path = sorted((BALLOON / "val").glob("*.jpg"))[0]
-    out = balloon.detect_and_color_splash(model, image_path=str(image_path), out_dir=str(tmp_path))
-    assert Path(out).name.startswith("splash_") and out.endswith(".png")
-    with Image.open(image_path) as original, Image.open(out) as splash:
-        assert splash.size == original.size and splash.mode == "RGB"
-
     frames = [Image.fromarray(np.full((64, 96, 3), value, np.uint8)) for value in (40, 200)]
     frames[0].save(tmp_path / "clip.gif", save_all=True, append_images=frames[1:], duration=120, loop=0)
-    out = balloon.detect_and_color_splash(model, video_path=str(tmp_path / "clip.gif"),
-                                          out_dir=str(tmp_path / "v"))
-    assert out.endswith(".gif")
-    with Image.open(out) as video:
-        assert video.n_frames == 2 and video.size == (96, 64)
+    image_path = sorted((BALLOON / "val").glob("*.jpg"))[0]
+    out = tmp_path / "out"
+    command = [sys.executable, str(ROOT / "samples" / "balloon" / "balloon.py"), "splash",
+               "--weights", "last", "--logs", str(trained_logs), "--image", str(image_path),
+               "--video", str(tmp_path / "clip.gif"), "--out", str(out)]
+    for item in TINY:
+        command += ["--config", item]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert f"Loading weights {checkpoints[0]}" in result.stdout and "Splashed 2 frames" in result.stdout
+    (picture,) = out.glob("splash_*.png")
+    (video,) = out.glob("splash_*.gif")
+    with Image.open(image_path) as original, Image.open(picture) as splash:
+        assert splash.size == original.size and splash.mode == "RGB"
+    with Image.open(video) as splashed:
+        assert splashed.n_frames == 2 and splashed.size == (96, 64)

@@ -432,6 +432,24 @@ def test_detect_format_and_errors(tmp_path):
         open_dataset(tmp_path, format="yolo")
 
 
+def test_coco_layout_with_subsets(tmp_path):
+    """dataset/annotations/instances_<subset>.json with images in dataset/<subset>/, as COCO ships."""
+    path, _ = coco_file(tmp_path, rle_counts=[80])
+    (tmp_path / "annotations").mkdir()
+    for subset in ("val2017", "valfoo2017"):
+        (tmp_path / subset).mkdir()
+        for name in ("0.jpg", "1.jpg"):
+            (tmp_path / subset / name).write_bytes((tmp_path / name).read_bytes())
+        (tmp_path / "annotations" / f"instances_{subset}.json").write_text(path.read_text())
+    for name in ("0.jpg", "1.jpg", "ann.json"):
+        (tmp_path / name).unlink()
+    ds = open_dataset(tmp_path, "val2017")
+    assert isinstance(ds, CocoJsonDataset) and ds.num_images == 2
+    assert Path(ds.image_info[0]["path"]).parent == tmp_path / "val2017"
+    with pytest.raises(ValueError, match="ambiguous"):
+        open_dataset(tmp_path, "val")
+
+
 def test_datasets_package_does_not_import_tensorflow():
     code = "import sys, mrcnn.datasets; print('tensorflow' in sys.modules, 'keras' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

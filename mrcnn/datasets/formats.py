@@ -31,15 +31,17 @@ def _sniff_json(path):
 
 
 def _resolve_subset(path, subset):
-    """``path/subset`` (folder or file), or COCO's ``path/annotations/instances_<subset>*.json``."""
-    candidate = os.path.join(path, subset)
-    if os.path.exists(candidate):
-        return candidate
-    matches = sorted(glob.glob(os.path.join(path, "annotations", f"instances_{subset}*.json")))
+    """COCO's ``path/annotations/instances_<subset>[year].json`` when there is one, else ``path/subset``."""
+    exact = os.path.join(path, "annotations", f"instances_{subset}.json")
+    matches = [exact] if os.path.isfile(exact) else \
+        sorted(glob.glob(os.path.join(path, "annotations", f"instances_{subset}*.json")))
     if len(matches) == 1:
         return matches[0]
     if len(matches) > 1:
         raise ValueError(f"subset {subset!r} of {path!r} is ambiguous: {matches}; pass one of them as path")
+    candidate = os.path.join(path, subset)
+    if os.path.exists(candidate):
+        return candidate
     raise FileNotFoundError(f"subset {subset!r} not found in {path!r}: expected a folder or file "
                             f"{candidate!r} or annotations/instances_{subset}*.json")
 
