@@ -250,64 +250,79 @@ def _compact(keep, tensors):
 ############################################################
 
 class ServingModule(tf.Module):
-    """tf.Module holding the Keras inference model and the serving functions.
+    """tf.Module with the serving functions of an inference ``MaskRCNN``.
 
     ``detect_full(images)`` and ``detect_boxes(images)`` take uint8 [B, H, W, C] and return the output
-    dicts described in this module's docstring (full-size uint8 or box float32 masks).
+    dicts described in this module's docstring (full-size uint8 or box float32 masks). The Keras model
+    is held by the functions only; ``track_variables`` makes the module own the tf.Variables they read,
+    so the SavedModel stores each weight once.
     """
 
     def __init__(self, model):
         super().__init__(name="mask_rcnn_serving")
-        config = model.config
-        self.keras_model = model.keras_model
-        self._config = config
-        self._fixed_anchors = None
+        keras_model, config = model.keras_model, model.config
+        fixed_anchors = None
         if config.IMAGE_RESIZE_MODE == "square":
-            self._fixed_anchors = np.asarray(model.get_anchors(config.IMAGE_SHAPE), dtype=np.float32)
+            fixed_anchors = np.asarray(model.get_anchors(config.IMAGE_SHAPE), dtype=np.float32)
         channels = int(config.IMAGE_CHANNEL_COUNT)
         spec = [tf.TensorSpec([None, None, None, channels], tf.uint8, name="images")]
-        self.detect_full = tf.function(lambda images: self._detect(images, full_masks=True),
-                                       input_signature=spec, autograph=False)
-        self.detect_boxes = tf.function(lambda images: self._detect(images, full_masks=False),
-                                        input_signature=spec, autograph=False)
+        self.detect_full = tf.function(
+            lambda images: _serve(images, keras_model, config, fixed_anchors, full_masks=True),
+            input_signature=spec, autograph=False)
+        self.detect_boxes = tf.function(
+            lambda images: _serve(images, keras_model, config, fixed_anchors, full_masks=False),
+            input_signature=spec, autograph=False)
 
-    def _detect(self, images, full_masks):
-        config = self._config
-        molded, metas, window = mold_images_graph(images, config)
-        batch = tf.shape(molded)[0]
-        molded_shape = tf.shape(molded)[1:3]
-        if self._fixed_anchors is not None:
-            anchors = tf.constant(self._fixed_anchors)
-        else:
-            anchors = anchors_graph(molded_shape[0], molded_shape[1], config)
-        anchors = tf.broadcast_to(anchors[None], tf.concat([[batch], tf.shape(anchors)], 0))
-        outputs = self.keras_model([molded, metas, anchors], training=False)
-        detections = tf.cast(outputs[0], tf.float32)
-        mrcnn_mask = tf.cast(outputs[3], tf.float32)
+    def track_variables(self, functions):
+        """Own the tf.Variables read by the traced ``functions`` (concrete functions). Tracking these
+        (not the Keras wrappers) is what lets TF1-style loaders (TF Serving, ``saved_model_cli run``)
+        restore them; without it they report the variables as uninitialized."""
+        used, seen = [], set()
+        for function in functions:
+            for variable in function.variables:
+                if id(variable) not in seen:
+                    seen.add(id(variable))
+                    used.append(variable)
+        self.serving_variables = used
 
-        image_shape = tf.shape(images)[1:3]
-        class_ids = tf.cast(detections[..., 4], tf.int32)
-        scores = detections[..., 5]
-        boxes = unmold_boxes_graph(detections[..., :4], window, molded_shape, image_shape)
-        # Matterport's unmold: rows up to the first padding row (class 0), then boxes with area > 0.
-        valid = tf.cast(tf.math.cumprod(tf.cast(class_ids > 0, tf.int32), axis=1), tf.bool)
-        area = (boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1])
-        keep = tf.logical_and(valid, area > 0)
-        # Per-box masks of each detection's class: [B, N, h, w].
-        box_masks = tf.gather(tf.transpose(mrcnn_mask, [0, 1, 4, 2, 3]), tf.maximum(class_ids, 0),
-                              axis=2, batch_dims=2)
-        boxes, class_ids, scores, box_masks = _compact(keep, [boxes, class_ids, scores, box_masks])
-        result = {
-            "boxes": boxes,
-            "class_ids": class_ids,
-            "scores": scores,
-            "num_detections": tf.reduce_sum(tf.cast(keep, tf.int32), axis=1),
-        }
-        if full_masks:
-            result["masks"] = paste_masks_graph(box_masks, boxes, image_shape[0], image_shape[1])
-        else:
-            result["masks"] = box_masks
-        return result
+
+def _serve(images, keras_model, config, fixed_anchors, full_masks):
+    """The serving computation: uint8 images [B, H, W, C] -> the output dict (see the module docstring)."""
+    molded, metas, window = mold_images_graph(images, config)
+    batch = tf.shape(molded)[0]
+    molded_shape = tf.shape(molded)[1:3]
+    if fixed_anchors is not None:
+        anchors = tf.constant(fixed_anchors)
+    else:
+        anchors = anchors_graph(molded_shape[0], molded_shape[1], config)
+    anchors = tf.broadcast_to(anchors[None], tf.concat([[batch], tf.shape(anchors)], 0))
+    outputs = keras_model([molded, metas, anchors], training=False)
+    detections = tf.cast(outputs[0], tf.float32)
+    mrcnn_mask = tf.cast(outputs[3], tf.float32)
+
+    image_shape = tf.shape(images)[1:3]
+    class_ids = tf.cast(detections[..., 4], tf.int32)
+    scores = detections[..., 5]
+    boxes = unmold_boxes_graph(detections[..., :4], window, molded_shape, image_shape)
+    # Matterport's unmold: rows up to the first padding row (class 0), then boxes with area > 0.
+    valid = tf.cast(tf.math.cumprod(tf.cast(class_ids > 0, tf.int32), axis=1), tf.bool)
+    area = (boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1])
+    keep = tf.logical_and(valid, area > 0)
+    # Per-box masks of each detection's class: [B, N, h, w].
+    box_masks = tf.gather(tf.transpose(mrcnn_mask, [0, 1, 4, 2, 3]), tf.maximum(class_ids, 0),
+                          axis=2, batch_dims=2)
+    boxes, class_ids, scores, box_masks = _compact(keep, [boxes, class_ids, scores, box_masks])
+    result = {
+        "boxes": boxes,
+        "class_ids": class_ids,
+        "scores": scores,
+        "num_detections": tf.reduce_sum(tf.cast(keep, tf.int32), axis=1),
+    }
+    if full_masks:
+        result["masks"] = paste_masks_graph(box_masks, boxes, image_shape[0], image_shape[1])
+    else:
+        result["masks"] = box_masks
+    return result
 
 
 def _check_exportable(model, masks):
@@ -351,16 +366,7 @@ def export_saved_model(model, export_dir, masks="full", overwrite=False, verbose
         signatures = {"serving_default": module.detect_full.get_concrete_function()}
         if masks == "both":
             signatures["serving_boxes_masks"] = module.detect_boxes.get_concrete_function()
-    # Track the tf.Variables the traced functions read (not only the Keras wrappers reachable through
-    # keras_model): without them a TF1-style loader (TF Serving, saved_model_cli run) finds the
-    # variables uninitialized.
-    used, seen = [], set()
-    for function in signatures.values():
-        for variable in function.variables:
-            if id(variable) not in seen:
-                seen.add(id(variable))
-                used.append(variable)
-    module.function_variables = used
+    module.track_variables(signatures.values())
     staging = tempfile.mkdtemp(prefix=f".{os.path.basename(export_dir)}.tmp-", dir=parent)
     try:
         tf.saved_model.save(module, staging, signatures=signatures)

@@ -279,3 +279,10 @@ def test_unsupported_settings_are_refused(model, tmp_path):
     with pytest.raises(ValueError, match="COMPUTE_BACKBONE_SHAPE"):
         export_saved_model(_with_config(model, OddBackboneConfig()), tmp_path / "c", verbose=0)
     assert not any(tmp_path.iterdir())
+
+
+def test_weights_are_stored_once(model, exported):
+    weight_bytes = sum(np.asarray(v).nbytes for v in model.keras_model.weights)
+    stored = sum(os.path.getsize(os.path.join(exported, "variables", name))
+                 for name in os.listdir(os.path.join(exported, "variables")))
+    assert weight_bytes <= stored < 1.2 * weight_bytes
