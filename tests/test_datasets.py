@@ -297,6 +297,9 @@ def test_labelme_real_groups_and_ignore():
     ds = open_dataset(LABELME / "data_annotated")
     assert isinstance(ds, LabelmeDataset) and ds.num_images == 3
     assert Counter(all_instances(ds)) == {"person": 6, "bus": 2, "bottle": 1, "car": 1, "chair": 1, "sofa": 1}
+    # labels.txt (with __ignore__ and _background_ dropped) gives the VOC ids labelme2coco uses.
+    named = open_dataset(LABELME / "data_annotated", class_names=LABELME / "labels.txt")
+    assert named.num_classes == 21 and named.class_names[15] == "person"
     # The same instances, converted by labelme2coco and rasterized by pycocotools, overlap ours closely.
     reference = open_dataset(LABELME / "data_dataset_coco")
     by_file = {Path(info["path"]).name: i for i, info in enumerate(reference.image_info)}
