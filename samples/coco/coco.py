@@ -9,6 +9,8 @@ missing parts from cocodataset.org over HTTPS. Beyond Matterport's options: ``--
 initialization), ``--epochs H,F,A`` (cumulative end epochs of the heads / 4+ / all stages, default
 40,120,160), ``--config KEY=VALUE`` (repeatable; overrides a Config attribute, VALUE as JSON, a bare
 word as a string, ``module:name`` for a callable such as BACKBONE), ``--eval-type bbox|segm``.
+``--download`` parses True/False (Matterport's ``type=bool`` made any non-empty string, "False"
+included, True).
 Evaluation metrics come from ``mrcnn.evaluate`` (pycocotools' COCOeval).
 """
 import argparse
