@@ -12,6 +12,7 @@ multiples of 64.
 
 
 import keras
+import tensorflow as tf
 
 from mrcnn.utils import RESNET_ARCHITECTURES, compute_backbone_shapes, config_callable  # noqa: F401
 
@@ -30,9 +31,15 @@ class BatchNorm(keras.layers.BatchNormalization):
     with a symbolic (KerasTensor) input and uses it in every later call, whatever the model's mode. The
     pin is part of the graph, so it survives ``Model.get_config`` / ``from_config`` and ``.keras``
     saving. A layer called symbolically several times keeps the last explicit value.
+
+    Created inside the scope of a ``tf.distribute`` strategy with several replicas, the layer defaults
+    to ``synchronized=True``: batch statistics (TRAIN_BN=True) are those of the global batch, as on
+    one device, not of each replica's slice.
     """
 
     def __init__(self, *args, **kwargs):
+        kwargs.setdefault("synchronized", tf.distribute.has_strategy()
+                          and tf.distribute.get_strategy().num_replicas_in_sync > 1)
         super().__init__(*args, **kwargs)
         self._pinned_training = None
 

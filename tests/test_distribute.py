@@ -16,14 +16,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def tiny_config(images_per_gpu, **overrides):
-    """A 64-px shapes config with the small backbone and frozen BatchNorm (BN statistics would be per
-    replica), fed random RoIs (USE_RPN_ROIS False) with ROI_POSITIVE_RATIO 1 and as many target RoIs as
-    input RoIs, so that the RoI sampler keeps every positive and its random choice cannot differ between
-    the runs compared."""
+    """A 64-px shapes config with the small backbone and trained BatchNorm (batch statistics, synchronized
+    across replicas), fed random RoIs (USE_RPN_ROIS False) with ROI_POSITIVE_RATIO 1 and as many target
+    RoIs as input RoIs, so that the RoI sampler keeps every positive and its random choice cannot differ
+    between the runs compared."""
     from samples.shapes.shapes import ShapesFastConfig
 
     attributes = dict(
-        NAME="dist", IMAGES_PER_GPU=images_per_gpu, IMAGE_MIN_DIM=64, IMAGE_MAX_DIM=64, TRAIN_BN=False,
+        NAME="dist", IMAGES_PER_GPU=images_per_gpu, IMAGE_MIN_DIM=64, IMAGE_MAX_DIM=64, TRAIN_BN=True,
         USE_RPN_ROIS=False, POST_NMS_ROIS_TRAINING=12, TRAIN_ROIS_PER_IMAGE=12, ROI_POSITIVE_RATIO=1.0,
         FPN_CLASSIF_FC_LAYERS_SIZE=32, FPN_MASK_CONV_LAYERS_SIZE=16, TOP_DOWN_PYRAMID_SIZE=32,
         RPN_TRAIN_ANCHORS_PER_IMAGE=32, STEPS_PER_EPOCH=2, VALIDATION_STEPS=1, GRADIENT_CLIP_NORM=0.05,
@@ -84,7 +84,11 @@ def run_two_devices(out):
     mirrored.keras_model.set_weights(initial)
     mirrored_logs, mirrored_delta = one_step(mirrored, batch)
     variables = mirrored.keras_model.trainable_weights
+    synchronized = {model: {layer.synchronized for layer in m.keras_model.layers
+                            if isinstance(layer, keras.layers.BatchNormalization)}
+                    for model, m in (("single", single), ("mirrored", mirrored))}
     result = {
+        "synchronized": {model: sorted(values) for model, values in synchronized.items()},
         "replicas": strategy.num_replicas_in_sync,
         "mirrored": type(variables[0].value).__name__,
         "single_logs": {k: float(v) for k, v in single_logs.items()},
@@ -110,7 +114,7 @@ def run_worker(logs, steps_file):
         "epoch": model.epoch}))
 
 
-def run_script(args, env=None, timeout=240):
+def run_script(args, env=None, timeout=900):
     return subprocess.run([sys.executable, __file__] + [str(a) for a in args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=timeout)
 
@@ -121,6 +125,8 @@ def test_two_replica_step_equals_single_device_step(tmp_path):
     result = json.loads((tmp_path / "result.json").read_text())
     assert result["replicas"] == 2
     assert result["mirrored"] == "MirroredVariable"
+    # TRAIN_BN=True: batch statistics over the global batch need synchronized BatchNorm.
+    assert result["synchronized"] == {"single": [False], "mirrored": [True]}
     single, mirrored = result["single_logs"], result["mirrored_logs"]
     for name in ("loss", "rpn_class_loss", "rpn_bbox_loss", "mrcnn_class_loss", "mrcnn_bbox_loss",
                  "mrcnn_mask_loss"):
@@ -134,7 +140,7 @@ def test_two_replica_step_equals_single_device_step(tmp_path):
     # SGD's first step moves each weight by -lr * (clipped) gradient: the gradients match.
     changed = 0
     for s, m in zip(single_delta, mirrored_delta):
-        np.testing.assert_allclose(m, s, rtol=2e-3, atol=1e-6 + 2e-3 * np.abs(s).max())
+        np.testing.assert_allclose(m, s, rtol=2e-3, atol=1e-5 + 2e-3 * np.abs(s).max())
         changed += bool(np.abs(s).max() > 0)
     assert changed > count // 2
     # GRADIENT_CLIP_NORM is small: clipping acted (the norm of a clipped step is lr * clip norm).
@@ -166,7 +172,7 @@ def test_two_workers_with_tf_config(tmp_path):
     errors = []
     for process in processes:
         try:
-            _, stderr = process.communicate(timeout=240)
+            _, stderr = process.communicate(timeout=900)
         except subprocess.TimeoutExpired:
             process.kill()
             _, stderr = process.communicate()
