@@ -10,6 +10,7 @@ Heavy modules (TensorFlow, Keras) are imported by the commands that need them, s
 """
 
 import argparse
+import collections
 import json
 import os
 import re
@@ -442,7 +443,8 @@ def cmd_detect(args):
         images_info.append({"id": index, "file_name": os.path.abspath(path), "height": int(image.shape[0]),
                             "width": int(image.shape[1])})
         results.extend(detections_to_coco(index, r["rois"], r["class_ids"], r["scores"], r["masks"]))
-        found = ", ".join(class_names[c] for c in r["class_ids"]) or "nothing"
+        counts = collections.Counter(class_names[c] for c in r["class_ids"])
+        found = ", ".join(f"{count} {name}" for name, count in counts.most_common()) or "nothing"
         print(f"[{index}/{len(files)}] {path}: {len(r['class_ids'])} instances ({found}) -> {png}",
               flush=True)
     categories = [{"id": i, "name": class_names[i]} for i in range(1, num_classes)]
