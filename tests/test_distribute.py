@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -192,6 +193,24 @@ def test_two_workers_with_tf_config(tmp_path):
     model = modellib.MaskRCNN("inference", tiny_config(1), str(tmp_path / "plain"))
     report = model.load_weights(str(chief_files[0]), by_name=False)
     assert report["missing"] == [] and report["unused"] == []
+
+
+def test_strategy_choice_errors_name_the_fix(tmp_path, monkeypatch):
+    import mrcnn.model as modellib
+    from mrcnn.training import training_strategy
+
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    assert training_strategy(tiny_config(2)) is None
+    with pytest.raises(ValueError, match="GPU_COUNT=64 but TensorFlow sees"):
+        training_strategy(tiny_config(1, GPU_COUNT=64))
+    monkeypatch.setenv("TF_CONFIG", "{not json")
+    with pytest.raises(ValueError, match="TF_CONFIG is not valid JSON"):
+        training_strategy(tiny_config(1))
+    monkeypatch.setenv("TF_CONFIG", '{"cluster": {}}')
+    with pytest.raises(ValueError, match='"cluster" and "task"'):
+        training_strategy(tiny_config(1))
+    with pytest.raises(ValueError, match="strategy= is for training"):
+        modellib.MaskRCNN("inference", tiny_config(1), str(tmp_path), strategy=object())
 
 
 if __name__ == "__main__":
