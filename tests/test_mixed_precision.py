@@ -70,6 +70,11 @@ def test_bfloat16_graph_keeps_float32_variables_and_box_layers(trained_bf16):
     # Another model built afterwards without MIXED_PRECISION is plain float32.
     plain = modellib.MaskRCNN("inference", tiny_config(None), model.model_dir)
     assert {layer.compute_dtype for layer in plain.keras_model.layers if layer.weights} == {"float32"}
+    # The checkpoint holds float32 variables: it loads, strictly, into the float32 model.
+    report = plain.load_weights(model.find_last(), by_name=False)
+    assert report["missing"] == [] and report["unused"] == []
+    np.testing.assert_array_equal(plain.keras_model.get_layer("mrcnn_class_logits").get_weights()[0],
+                                  kmodel.get_layer("mrcnn_class_logits").get_weights()[0])
 
 
 def test_bfloat16_step_has_finite_losses(trained_bf16):
