@@ -3,18 +3,15 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
+from weights_fixture import write_layout_file
 
 from mrcnn import cli
 from mrcnn.cli import main
 from mrcnn.datasets.shapes import ShapesFastConfig, make_dataset
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from weights_fixture import write_layout_file  # noqa: E402
 
 COMMANDS = ("demo", "train", "detect", "evaluate", "export", "inspect-weights")
 
