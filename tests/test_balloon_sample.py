@@ -138,3 +138,22 @@ def test_train_then_splash_command_line(trained_logs, tmp_path):
         assert splash.size == original.size and splash.mode == "RGB"
     with Image.open(video) as splashed:
         assert splashed.n_frames == 2 and splashed.size == (96, 64)
+
+
+def test_train_without_dataset_dir_uses_the_command_line_or_says_what_is_missing(monkeypatch):
+    monkeypatch.setattr(balloon, "args", None)
+    with pytest.raises(ValueError, match="dataset_dir"):
+        balloon.train(model=None)
+    monkeypatch.setattr(balloon, "args", balloon.build_parser().parse_args(
+        ["train", "--dataset", "/nowhere/balloon", "--weights", "none"]))
+
+    class Loaded(Exception):
+        pass
+
+    def record(self, dataset_dir, subset):
+        raise Loaded(dataset_dir, subset)
+
+    monkeypatch.setattr(balloon.BalloonDataset, "load_balloon", record)
+    with pytest.raises(Loaded) as loaded:
+        balloon.train(model=None)
+    assert loaded.value.args == ("/nowhere/balloon", "train")

@@ -87,11 +87,17 @@ class BalloonDataset(ViaDataset):
 ############################################################
 
 
-def train(model, dataset_dir, epochs=30, layers="heads"):
+def train(model, dataset_dir=None, epochs=30, layers="heads"):
     """Train ``model`` (training mode) on ``dataset_dir``'s train subset, validating on val.
 
     Matterport trains the heads for 30 epochs at the config's LEARNING_RATE starting from COCO weights.
+    As in Matterport, ``train(model)`` alone uses the ``--dataset`` of the running command line.
     """
+    if dataset_dir is None:
+        if args is None or not args.dataset:
+            raise ValueError("train(model) needs the dataset folder: pass train(model, dataset_dir=...) "
+                             "or run `balloon.py train --dataset DIR`.")
+        dataset_dir = args.dataset
     dataset_train = BalloonDataset()
     dataset_train.load_balloon(dataset_dir, "train")
     dataset_train.prepare()
@@ -222,7 +228,12 @@ def build_parser():
     return parser
 
 
+# The parsed command line of the running `balloon.py` (Matterport's train(model) reads its --dataset).
+args = None
+
+
 def main(argv=None):
+    global args
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "train" and not args.dataset:
