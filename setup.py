@@ -33,6 +33,8 @@ setup(
         "test": ["pytest>=8", "hypothesis>=6.100", "ruff>=0.6", "nbclient>=0.10", "nbformat>=5.10",
                  "ipykernel>=6.29"],
         "benchmark": ["torch==2.14.1", "torchvision==0.29.1"],
+        # MP4/AVI colour-splash videos in samples/balloon (imageio's FFmpeg backend); GIF needs nothing.
+        "video": ["av>=12"],
     },
     classifiers=[
         "Programming Language :: Python :: 3",

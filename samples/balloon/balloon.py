@@ -37,7 +37,7 @@ from samples import sample_utils  # noqa: E402
 from samples.sample_utils import COCO_WEIGHTS_PATH, DEFAULT_LOGS_DIR  # noqa: E402,F401
 
 SUBSETS = ("train", "val")
-VIDEO_BACKEND_HINT = "pip install av"
+VIDEO_BACKEND_HINT = "pip install av (or: pip install \"mrcnn[video]\")"
 
 
 ############################################################
