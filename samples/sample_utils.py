@@ -1,4 +1,5 @@
-"""Command-line pieces shared by the balloon and nucleus samples: --weights and --config handling."""
+"""Command-line pieces shared by the balloon, nucleus and coco samples: --weights and --config handling."""
+import importlib
 import json
 import os
 
@@ -16,22 +17,38 @@ WEIGHTS_HELP = ("weights to start from: 'coco' (mask_rcnn_coco.h5, downloaded if
                 "checkpoint under --logs), 'imagenet' (ResNet-50 ImageNet weights, downloaded), 'none' "
                 "(random initialization) or the path of a .h5 file")
 CONFIG_HELP = ("override a configuration attribute, e.g. --config IMAGE_MAX_DIM=256 --config "
-               "STEPS_PER_EPOCH=10 (values are read as JSON, else as text; repeatable)")
+               "STEPS_PER_EPOCH=10 --config BACKBONE=mrcnn.datasets.shapes:small_backbone (values are read "
+               "as JSON, else MODULE:NAME imports a callable, else text; repeatable)")
 
 
 def parse_config_overrides(items):
-    """{"NAME": value} from ["NAME=VALUE", ...]; values are JSON (numbers, lists, true) or plain text."""
+    """{"NAME": value} from ["NAME=VALUE", ...].
+
+    A value is JSON (numbers, lists, true) if it parses, else ``module:name`` of a callable to import (a
+    callable BACKBONE such as ``mrcnn.datasets.shapes:small_backbone``), else plain text.
+    """
     overrides = {}
     for item in items or []:
         name, sep, text = item.partition("=")
         if not sep or not name.strip():
             raise ValueError(f"--config {item!r}: expected NAME=VALUE, e.g. IMAGE_MAX_DIM=256")
-        try:
-            value = json.loads(text)
-        except json.JSONDecodeError:
-            value = text
-        overrides[name.strip()] = value
+        overrides[name.strip()] = _parse_value(text)
     return overrides
+
+
+def _parse_value(text):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        pass
+    module_name, sep, name = text.partition(":")
+    if sep and module_name and name and "/" not in text:
+        try:
+            return getattr(importlib.import_module(module_name), name)
+        except (ImportError, AttributeError) as e:
+            raise ValueError(f"--config value {text!r}: cannot import {name!r} from {module_name!r} "
+                             f"({e})") from e
+    return text
 
 
 def make_config(config_class, items):

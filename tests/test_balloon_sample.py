@@ -82,6 +82,16 @@ def test_config_overrides():
         sample_utils.make_config(balloon.BalloonConfig, ["IMAGE_MAX_DIM"])
     with pytest.raises(ValueError, match="multiple of 64"):
         sample_utils.make_config(balloon.BalloonConfig, ["IMAGE_MAX_DIM=100"])
+    from mrcnn.datasets.shapes import small_backbone, small_backbone_shapes
+    from mrcnn.utils import config_callable
+
+    config = sample_utils.make_config(balloon.BalloonConfig, [
+        "BACKBONE=mrcnn.datasets.shapes:small_backbone",
+        "COMPUTE_BACKBONE_SHAPE=mrcnn.datasets.shapes:small_backbone_shapes"])
+    assert config_callable(config, "BACKBONE") is small_backbone
+    assert config_callable(config, "COMPUTE_BACKBONE_SHAPE") is small_backbone_shapes
+    with pytest.raises(ValueError, match="cannot import 'nothing' from 'mrcnn.datasets.shapes'"):
+        sample_utils.make_config(balloon.BalloonConfig, ["BACKBONE=mrcnn.datasets.shapes:nothing"])
 
 
 def test_command_line_argument_errors(capsys):

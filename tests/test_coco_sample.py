@@ -12,6 +12,7 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
 from mrcnn.evaluate import coco_metrics
+from samples import sample_utils
 from samples.coco import coco as coco_sample
 from tests.shared_paths import DATA_DIR
 
@@ -216,10 +217,11 @@ def test_command_line_errors(capsys):
     with pytest.raises(SystemExit):
         coco_sample.main(["train", "--dataset", "d", "--model", "none", "--download", "maybe"])
     assert "expected True or False" in capsys.readouterr().err
-    with pytest.raises(ValueError, match="KEY=VALUE"):
-        coco_sample.configure(coco_sample.CocoConfig, ["image_max_dim=64"])
-    config = coco_sample.configure(coco_sample.CocoConfig, ["MEAN_PIXEL=[1, 2, 3]", "BACKBONE=resnet50",
-                                                            "RPN_ANCHOR_SCALES=[8, 16, 32, 64, 128]"])
+    with pytest.raises(SystemExit):
+        coco_sample.main(["train", "--dataset", "d", "--model", "none", "--config", "image_max_dim=64"])
+    assert "Unknown configuration attribute 'image_max_dim'" in capsys.readouterr().err
+    config = sample_utils.make_config(coco_sample.CocoConfig, ["MEAN_PIXEL=[1, 2, 3]", "BACKBONE=resnet50",
+                                                               "RPN_ANCHOR_SCALES=[8, 16, 32, 64, 128]"])
     assert config.MEAN_PIXEL.dtype == coco_sample.CocoConfig.MEAN_PIXEL.dtype
     assert config.BACKBONE == "resnet50" and config.MEAN_PIXEL.tolist() == [1, 2, 3]
     assert config.RPN_ANCHOR_SCALES == (8, 16, 32, 64, 128) and config.NAME == "coco"

@@ -15,9 +15,7 @@ Evaluation metrics come from ``mrcnn.evaluate`` (pycocotools' COCOeval).
 """
 import argparse
 import contextlib
-import importlib
 import io
-import json
 import os
 import shutil
 import sys
@@ -35,6 +33,7 @@ from mrcnn import utils  # noqa: E402
 from mrcnn.config import Config  # noqa: E402
 from mrcnn.download import download_file  # noqa: E402
 from mrcnn.evaluate import coco_metrics, detections_to_coco  # noqa: E402
+from samples import sample_utils  # noqa: E402
 
 COCO_MODEL_PATH = os.path.join(ROOT_DIR, "mask_rcnn_coco.h5")
 DEFAULT_LOGS_DIR = os.path.join(ROOT_DIR, "logs")
@@ -344,38 +343,6 @@ def _parse_epochs(text):
     return epochs
 
 
-def _parse_value(text):
-    try:
-        return json.loads(text)
-    except ValueError:
-        pass
-    module_name, sep, name = text.partition(":")
-    if sep and module_name and name:
-        try:
-            return getattr(importlib.import_module(module_name), name)
-        except (ImportError, AttributeError) as e:
-            raise ValueError(f"cannot import {text!r}: {e}") from e
-    return text
-
-
-def configure(base, overrides=()):
-    """An instance of a subclass of ``base`` with ``KEY=VALUE`` overrides (see the module docstring)."""
-    attributes = {}
-    for item in overrides:
-        key, sep, text = item.partition("=")
-        if not sep or not key.isupper() or not hasattr(base, key):
-            raise ValueError(f"--config {item!r}: expected KEY=VALUE with KEY a Config attribute such as "
-                             "IMAGE_MAX_DIM=512.")
-        value = _parse_value(text)
-        default = getattr(base, key)
-        if isinstance(default, np.ndarray):
-            value = np.array(value, dtype=default.dtype)
-        elif isinstance(default, tuple) and isinstance(value, list):
-            value = tuple(value)
-        attributes[key] = value
-    return type(base.__name__, (base,), attributes)()
-
-
 def weights_path(model, choice):
     """Weights file for ``--model``: coco (downloaded if missing), last, imagenet, none or a path."""
     key = choice.lower()
@@ -431,7 +398,10 @@ def main(argv=None):
     import mrcnn.model as modellib
 
     base = CocoConfig if args.command == "train" else CocoInferenceConfig
-    config = configure(base, args.config)
+    try:
+        config = sample_utils.make_config(base, args.config)
+    except ValueError as e:
+        parser.error(str(e))
     config.display()
     mode = "training" if args.command == "train" else "inference"
     model = modellib.MaskRCNN(mode=mode, config=config, model_dir=args.logs)
