@@ -218,10 +218,13 @@ class MaskRCNN:
         With ``config.MIXED_PRECISION`` set, the layers are created under that Keras dtype policy
         (restored afterwards, so other models are unaffected): convolutions compute in half precision
         with float32 variables, while anchors, proposals, RoIAlign boxes, detection targets, detections,
-        the heads' output layers and the losses stay float32.
+        the heads' output layers and the losses stay float32. The model carries the config as
+        ``keras_model.mrcnn_config`` (callbacks such as ``mrcnn.evaluate.EvaluationCallback`` read it).
         """
         with dtype_policy_scope(config.MIXED_PRECISION):
-            return self._build_graph(mode, config)
+            model = self._build_graph(mode, config)
+        model.mrcnn_config = config
+        return model
 
     def _build_graph(self, mode, config):
         h, w = config.IMAGE_SHAPE[:2]
@@ -387,6 +390,16 @@ class MaskRCNN:
     def save_weights(self, filepath):
         """Save weights in Matterport's HDF5 layout (written to a temporary file, then renamed)."""
         save_weights_hdf5(self.keras_model, filepath)
+
+    def export(self, export_dir, masks="full", overwrite=False, verbose=1):
+        """Write a SavedModel for serving (inference mode only); see ``mrcnn.export.export_saved_model``.
+
+        Its ``serving_default`` signature takes uint8 images [batch, H, W, 3] of any size and returns
+        post-processed detections in input-image pixels. Returns the absolute export path.
+        """
+        from mrcnn.export import export_saved_model
+
+        return export_saved_model(self, export_dir, masks=masks, overwrite=overwrite, verbose=verbose)
 
     def get_imagenet_weights(self):
         """Download (once) and return the path of ImageNet ResNet-50 weights (Keras' notop file)."""

@@ -93,6 +93,7 @@ def is_decayed(variable):
     return leaf not in ("gamma", "beta")
 
 
+@keras.saving.register_keras_serializable(package="mrcnn")
 class MaskRCNNTrainer(keras.Model):
     """The functional training graph plus a ``train_step`` that minimises the weighted loss sum.
 
@@ -120,6 +121,11 @@ class MaskRCNNTrainer(keras.Model):
     @property
     def metrics(self):
         return self.loss_trackers
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(loss_weights=self.loss_weights_by_name, weight_decay=self.weight_decay)
+        return config
 
     def _compute_losses(self, x, training):
         outputs = self(x, training=training)

@@ -266,6 +266,14 @@ def test_training_model_is_refused(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_model_export_method_writes_the_serving_signature(model, tmp_path):
+    path = model.export(tmp_path / "served", verbose=0)
+    assert path == str((tmp_path / "served").resolve())
+    loaded = tf.saved_model.load(path)
+    signature = loaded.signatures["serving_default"]
+    assert sorted(signature.structured_outputs) == ["boxes", "class_ids", "masks", "num_detections", "scores"]
+
+
 def test_existing_directory_needs_overwrite(model, exported):
     before = sorted(os.listdir(exported))
     with pytest.raises(FileExistsError, match="overwrite=True"):
