@@ -16,7 +16,8 @@ def roi_pyramid_levels(boxes, image_shape):
 
     boxes: [..., 4] normalized; image_shape: [>= 2] (height, width, ...) of the molded image in pixels.
     level = clip(4 + round(log2(sqrt(h * w) / (224 / sqrt(image_area)))), 2, 5) where h, w are the
-    normalized box sides. Empty (zero-area, e.g. padding) and inverted boxes go to level 2.
+    normalized box sides. Empty (zero-area, e.g. padding) and inverted boxes go to level 2; boxes with
+    NaN coordinates go to level 4, so every box has exactly one level.
     """
     boxes = tf.cast(boxes, tf.float32)
     image_area = tf.cast(image_shape[0], tf.float32) * tf.cast(image_shape[1], tf.float32)
@@ -24,6 +25,7 @@ def roi_pyramid_levels(boxes, image_shape):
     width = boxes[..., 3] - boxes[..., 1]
     area = tf.maximum(height * width, 0.0)
     level = log2_graph(tf.sqrt(area) / (224.0 / tf.sqrt(image_area)))
+    level = tf.where(tf.math.is_nan(level), tf.zeros_like(level), level)
     level = tf.clip_by_value(4.0 + tf.round(level), float(PYRAMID_LEVELS[0]), float(PYRAMID_LEVELS[-1]))
     return tf.cast(level, tf.int32)
 
@@ -76,6 +78,9 @@ class PyramidROIAlign(keras.layers.Layer):
         feature_maps = inputs[2:]
 
         image_shape = parse_image_meta_graph(image_meta)["image_shape"][0]
+        # A diverged network can propose NaN/inf boxes; crop_and_resize rejects them, so they become empty
+        # boxes here and the non-finite loss (StopOnNonFiniteLoss) reports the divergence instead.
+        boxes = tf.where(tf.math.is_finite(boxes), boxes, tf.zeros_like(boxes))
         levels = roi_pyramid_levels(boxes, image_shape)
         num_boxes = tf.shape(boxes, out_type=tf.int64)[1]
 

@@ -36,6 +36,23 @@ def test_levels_follow_the_fpn_formula():
     np.testing.assert_array_equal(levels.numpy(), [4, 3, 5, 2, 4, 5, 2, 5, 2])
 
 
+def test_non_finite_boxes_still_get_exactly_one_level():
+    # A diverged network can hand NaN or infinite boxes to RoIAlign; each must land on one level, or
+    # the layer's permutation back to input order fails ("19 is not between 0 and 19"), and the layer
+    # pools them as empty boxes instead of failing in crop_and_resize.
+    boxes = np.array([[np.nan] * 4, [np.nan, 0, 0.5, 0.5], [0, 0, np.inf, np.inf], [0, 0, -np.inf, 0.5]],
+                     np.float32)
+    levels = roi_pyramid_levels(tf.constant(boxes), tf.constant([IMAGE_SIDE, IMAGE_SIDE, 3])).numpy()
+    np.testing.assert_array_equal(levels, [4, 4, 5, 2])
+    feature_maps = [tf.random.normal([1, IMAGE_SIDE // s, IMAGE_SIDE // s, 2]) for s in (4, 8, 16, 32)]
+    meta = np.zeros([1, 16], np.float32)
+    meta[0, 4:7] = [IMAGE_SIDE, IMAGE_SIDE, 3]
+    pooled = PyramidROIAlign([3, 3])([tf.constant(boxes[np.newaxis]), tf.constant(meta)] + feature_maps)
+    assert pooled.shape == (1, 4, 3, 3, 2)
+    corner = feature_maps[0][0, 0, 0].numpy()  # the all-NaN box becomes empty: P2's corner pixel
+    np.testing.assert_allclose(pooled[0, 0].numpy(), np.broadcast_to(corner, (3, 3, 2)), rtol=1e-5)
+
+
 def test_level_uses_image_area_from_meta():
     box = tf.constant([square(0.5, 0.5, 224)], tf.float32)  # 0.219 of the side
     assert roi_pyramid_levels(box, tf.constant([1024, 1024, 3])).numpy()[0] == 4
