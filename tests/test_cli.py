@@ -261,3 +261,18 @@ def test_train_then_evaluate_and_export_the_checkpoint(tmp_path, capsys):
     assert (export / "saved_model.pb").is_file()
     assert main(argv) == 2  # the folder exists now
     assert "already exists" in capsys.readouterr().err
+
+
+def test_shipped_json_configs_load():
+    """Every config in samples/configs (used by the README's real-data commands) builds and validates."""
+    from mrcnn.datasets.shapes import small_backbone
+    from mrcnn.utils import config_callable
+
+    folder = os.path.join(os.path.dirname(__file__), "..", "samples", "configs")
+    names = sorted(n for n in os.listdir(folder) if n.endswith(".json"))
+    assert "scratch_cpu_256.json" in names
+    for name in names:
+        config, _ = cli.load_config(os.path.join(folder, name), NUM_CLASSES=3)
+        assert config.NUM_CLASSES == 3 and config.IMAGE_META_SIZE == 1 + 3 + 3 + 4 + 1 + 3
+    config, _ = cli.load_config(os.path.join(folder, "scratch_cpu_256.json"), NUM_CLASSES=2)
+    assert config_callable(config, "BACKBONE") is small_backbone and list(config.IMAGE_SHAPE) == [256, 256, 3]
