@@ -267,7 +267,12 @@ def test_evaluation_callback_copies_weights_and_logs(tmp_path):
     assert events and events[0].stat().st_size > 0
     with pytest.raises(ValueError, match="every"):
         EvaluationCallback(shapes(1, seed=4), every=0)
-    bare = EvaluationCallback(shapes(1, seed=4))
+    # Without config= the callback reads the config MaskRCNN attaches to its Keras model.
+    bare = EvaluationCallback(shapes(1, seed=4), every=5)
     bare.set_model(training.keras_model)
+    assert bare._inference_model().config is config
+    bare = EvaluationCallback(shapes(1, seed=4), every=5)
+    plain = keras.Model(training.keras_model.inputs, training.keras_model.outputs)  # no mrcnn_config
+    bare.set_model(plain)
     with pytest.raises(ValueError, match="pass config="):
-        bare.on_epoch_end(0, {})
+        bare.on_epoch_end(4, {})
