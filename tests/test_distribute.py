@@ -69,6 +69,8 @@ def run_two_devices(out):
 
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    # Deterministic kernels: otherwise multi-threaded reductions make two single-device runs differ.
+    tf.config.experimental.enable_op_determinism()
     import keras
 
     import mrcnn.model as modellib
@@ -138,11 +140,17 @@ def test_two_replica_step_equals_single_device_step(tmp_path):
     arrays = [deltas[f"arr_{i}"] for i in range(len(deltas.files))]
     count = len(arrays) // 2
     single_delta, mirrored_delta = arrays[:count], arrays[count:]
-    # SGD's first step moves each weight by -lr * (clipped) gradient: the gradients match.
+    # SGD's first step moves each weight by -lr * (clipped) gradient: the gradients match. With
+    # deterministic kernels (see run_two_devices) the only difference left is the order in which the two
+    # runs sum the same terms: each variable's step agrees to 0.1% of its norm (1e-4 measured), with a
+    # floor of 1e-4 of one clipped step (lr * GRADIENT_CLIP_NORM = 0.025) for the biases of convolutions
+    # followed by BatchNorm, whose true gradient is zero.
+    step = 0.5 * 0.05
     changed = 0
-    for s, m in zip(single_delta, mirrored_delta):
-        np.testing.assert_allclose(m, s, rtol=2e-3, atol=1e-5 + 2e-3 * np.abs(s).max())
-        changed += bool(np.abs(s).max() > 0)
+    for index, (s, m) in enumerate(zip(single_delta, mirrored_delta)):
+        difference, scale = np.linalg.norm(m - s), np.linalg.norm(s)
+        assert difference <= 1e-3 * scale + 1e-4 * step, (index, s.shape, difference, scale)
+        changed += bool(scale > 1e-3 * step)
     assert changed > count // 2
     # GRADIENT_CLIP_NORM is small: clipping acted (the norm of a clipped step is lr * clip norm).
     norms = [np.linalg.norm(s) for s in single_delta]
