@@ -22,6 +22,7 @@ shared) hits both alike. Reported: the median over the runs of
 torch is optional (``pip install -e ".[benchmark]"``): without it only ours is timed.
 Usage: python benchmarks/bench_inference.py [--size 1024] [--depth 101] [--batch 1] [--runs 3]
        [--json PATH] [--markdown PATH] [--note TEXT] [--stages] [--no-peer]
+       [--precision float32|mixed_bfloat16]
 """
 import argparse
 import datetime
@@ -69,9 +70,12 @@ def import_mrcnn():
     return keras, mrcnn, Config, MaskRCNN, build_backbone, mold_image
 
 
-def make_config(Config, size, depth, batch, train_bn=False):
-    """Matterport's COCO inference config (NUM_CLASSES 81, DETECTION_MIN_CONFIDENCE 0) at ``size``."""
-    attrs = {
+def make_config(Config, size, depth, batch, train_bn=False, precision=None):
+    """Matterport's COCO inference config (NUM_CLASSES 81, DETECTION_MIN_CONFIDENCE 0) at ``size``.
+
+    precision: None (float32) or a Keras mixed policy name for MIXED_PRECISION (e.g. "mixed_bfloat16").
+    """
+    attrs = {"MIXED_PRECISION": precision,
         "NAME": "coco", "GPU_COUNT": 1, "IMAGES_PER_GPU": batch, "NUM_CLASSES": NUM_CLASSES,
         "BACKBONE": f"resnet{depth}", "IMAGE_RESIZE_MODE": "square", "IMAGE_MIN_DIM": size,
         "IMAGE_MAX_DIM": size, "PRE_NMS_LIMIT": 6000, "POST_NMS_ROIS_INFERENCE": 1000,
@@ -182,7 +186,8 @@ class OursBench:
         keras, _, Config, MaskRCNN, build_backbone, mold_image = mods
         keras.utils.set_random_seed(0)
         self.images = images
-        self.config = make_config(Config, args.size, args.depth, args.batch)
+        self.config = make_config(Config, args.size, args.depth, args.batch,
+                                  precision=None if args.precision == "float32" else args.precision)
         self.model = MaskRCNN(mode="inference", config=self.config,
                               model_dir=str(Path(args.model_dir).resolve()))
         zero_box_regressors(self.model.keras_model)
@@ -404,6 +409,8 @@ def parse_args(argv=None):
     p.add_argument("--note", default="", help="free text stored in the report (e.g. machine load)")
     p.add_argument("--stages", action="store_true", help="also time our graph stage by stage")
     p.add_argument("--no-peer", action="store_true", help="time ours only")
+    p.add_argument("--precision", default="float32", choices=["float32", "mixed_bfloat16"],
+                   help="our compute precision (Config.MIXED_PRECISION); the peer stays float32")
     p.add_argument("--no-calibrate", action="store_true",
                    help="keep Keras' identity BN statistics in our backbone (see calibrate_backbone_bn)")
     p.add_argument("--model-dir", default=str(REPO / "benchmarks" / "logs"),
@@ -430,6 +437,7 @@ def main(argv=None):
     mods = import_mrcnn()
     report = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "note": args.note,
               "settings": {"size": args.size, "depth": args.depth, "batch": args.batch, "runs": args.runs,
+                           "precision": args.precision,
                            "calibrated": not args.no_calibrate},
               "machine": machine_info(cores)}
     print(f"{report['machine']['cpu']}, {cores} cores; TensorFlow threads intra/inter "
