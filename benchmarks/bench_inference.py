@@ -22,7 +22,7 @@ shared) hits both alike. Reported: the median over the runs of
 torch is optional (``pip install -e ".[benchmark]"``): without it only ours is timed.
 Usage: python benchmarks/bench_inference.py [--size 1024] [--depth 101] [--batch 1] [--runs 3]
        [--json PATH] [--markdown PATH] [--note TEXT] [--stages] [--no-peer]
-       [--precision float32|mixed_bfloat16]
+       [--precision float32|mixed_bfloat16] [--flops]
 """
 import argparse
 import datetime
@@ -153,6 +153,37 @@ def graph_function(keras_model, config, summarize=False):
     def run(images, metas, anchors):
         return [output.numpy() for output in function(images, metas, anchors)]
     return run
+
+
+def count_graph_flops(keras_model, graph_args):
+    """Floating-point operations of one call of ``keras_model`` on inputs shaped like ``graph_args``.
+
+    Traces the model with fully static input shapes, freezes the variables into constants and sums
+    TensorFlow's profiler counts (``float_operation``: 2 per multiply-add of convolutions and matmuls,
+    plus elementwise ops with known shapes). Returns (total float ops, ops the profiler could not count).
+    """
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    function = tf.function(lambda a, b, c: keras_model([a, b, c], training=False), autograph=False)
+    concrete = function.get_concrete_function(*[tf.TensorSpec(a.shape, a.dtype) for a in graph_args])
+    graph = convert_variables_to_constants_v2(concrete).graph
+    options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
+    options["output"] = "none"
+    profile = tf.compat.v1.profiler.profile(graph, options=options)
+    uncounted = [op.type for op in graph.get_operations()
+                 if op.type in ("Conv2D", "MatMul", "BatchMatMulV2", "Conv2DBackpropInput")
+                 and not op.outputs[0].shape.is_fully_defined()]
+    return profile.total_float_ops, uncounted
+
+
+def matmul_peak(size=2048, runs=7):
+    """This machine's float32 matmul throughput in TensorFlow (FLOP/s): median of ``runs`` size² products."""
+    a = tf.random.normal([size, size])
+    b = tf.random.normal([size, size])
+    product = tf.function(lambda x, y: tf.reduce_sum(tf.matmul(x, y)))
+    product(a, b).numpy()
+    seconds = median([timed(lambda: product(a, b).numpy())[0] for _ in range(runs)])
+    return 2.0 * size ** 3 / seconds
 
 
 STAGES = [("ResNet C2..C5", ["res2c_out", "res3d_out", "res4f_out|res4w_out", "res5c_out"]),
@@ -360,6 +391,12 @@ def table(report):
     peer_share = f"{100 * peer['pre_post_share']:.1f} %" if peer else "n/a"
     lines.append(f"| {ours['detect_median_s']:.3f} | {ours['graph_median_s']:.3f} | {peer_s} | {ratio} "
                  f"| {100 * ours['post_processing_share']:.1f} % | {peer_share} |")
+    if report.get("flops"):
+        f = report["flops"]
+        lines += ["", f"Ours: {f['graph_flops_per_image'] / 1e9:.1f} GFLOP per image (TensorFlow profiler); "
+                  f"graph only at {f['achieved_flops'] / 1e9:.1f} GFLOP/s = "
+                  f"{100 * f['fraction_of_peak']:.0f} % of this machine's float32 matmul peak "
+                  f"({f['matmul_peak_flops'] / 1e9:.1f} GFLOP/s, 2048² TensorFlow matmul, same run)."]
     if ours["stages"]:
         lines += ["", "Ours, graph stages (median seconds per batch):", "", "| stage | seconds | share |",
                   "|---|---|---|"]
@@ -409,6 +446,8 @@ def parse_args(argv=None):
     p.add_argument("--note", default="", help="free text stored in the report (e.g. machine load)")
     p.add_argument("--stages", action="store_true", help="also time our graph stage by stage")
     p.add_argument("--no-peer", action="store_true", help="time ours only")
+    p.add_argument("--flops", action="store_true",
+                   help="count our graph's FLOPs and measure the matmul peak: achieved fraction of peak")
     p.add_argument("--precision", default="float32", choices=["float32", "mixed_bfloat16"],
                    help="our compute precision (Config.MIXED_PRECISION); the peer stays float32")
     p.add_argument("--no-calibrate", action="store_true",
@@ -458,6 +497,14 @@ def main(argv=None):
         for bench in benches.values():
             bench.run()
     report.update({name: bench.summary() for name, bench in benches.items()})
+    if args.flops:
+        print("counting FLOPs and measuring the matmul peak ...", flush=True)
+        flops, uncounted = count_graph_flops(benches["ours"].model.keras_model, benches["ours"].graph_args)
+        peak = matmul_peak()
+        achieved = flops / report["ours"]["graph_median_s"]
+        report["flops"] = {"graph_flops_per_batch": flops, "graph_flops_per_image": flops / args.batch,
+                           "uncounted_matmul_conv_ops": uncounted, "matmul_peak_flops": peak,
+                           "achieved_flops": achieved, "fraction_of_peak": achieved / peak}
     report["loadavg_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
 
     for name, side in (("ours", report["ours"]), ("torchvision", report.get("peer"))):
