@@ -103,3 +103,19 @@ def load_weights(model, weights, coco_path=None, coco_url=None):
     print(f"Loading weights {path}")
     model.load_weights(path, by_name=True, exclude=exclude)
     return path
+
+
+def build_model(parser, args, train_config_class, inference_config_class):
+    """The sample's ``MaskRCNN`` for ``args.command``: training mode with ``train_config_class`` for
+    "train", else inference mode with ``inference_config_class``; ``--config`` overrides applied (a bad
+    one is a usage error through ``parser``), the configuration printed, logs under ``args.logs``."""
+    import mrcnn.model as modellib
+
+    training = args.command == "train"
+    try:
+        config = make_config(train_config_class if training else inference_config_class, args.config)
+    except ValueError as e:
+        parser.error(str(e))
+    config.display()
+    return modellib.MaskRCNN(mode="training" if training else "inference", config=config,
+                             model_dir=args.logs)

@@ -240,16 +240,7 @@ def main(argv=None):
         parser.error("train needs --dataset")
     if args.command == "splash" and not (args.image or args.video):
         parser.error("splash needs --image or --video")
-    import mrcnn.model as modellib
-
-    config_class = BalloonConfig if args.command == "train" else BalloonInferenceConfig
-    try:
-        config = sample_utils.make_config(config_class, args.config)
-    except ValueError as e:
-        parser.error(str(e))
-    config.display()
-    mode = "training" if args.command == "train" else "inference"
-    model = modellib.MaskRCNN(mode=mode, config=config, model_dir=args.logs)
+    model = sample_utils.build_model(parser, args, BalloonConfig, BalloonInferenceConfig)
     try:
         sample_utils.load_weights(model, args.weights)
         if args.command == "train":

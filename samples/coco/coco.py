@@ -395,16 +395,7 @@ def main(argv=None):
     print("Logs: ", args.logs)
     print("Auto Download: ", args.download)
 
-    import mrcnn.model as modellib
-
-    base = CocoConfig if args.command == "train" else CocoInferenceConfig
-    try:
-        config = sample_utils.make_config(base, args.config)
-    except ValueError as e:
-        parser.error(str(e))
-    config.display()
-    mode = "training" if args.command == "train" else "inference"
-    model = modellib.MaskRCNN(mode=mode, config=config, model_dir=args.logs)
+    model = sample_utils.build_model(parser, args, CocoConfig, CocoInferenceConfig)
     path = weights_path(model, args.model)
     if path is not None:
         print("Loading weights ", path)

@@ -306,16 +306,7 @@ def main(argv=None):
         parser.error(f"{args.command} needs --dataset")
     if args.command == "detect" and not args.subset:
         parser.error("detect needs --subset (the sub-folder to run on, e.g. stage1_test)")
-    import mrcnn.model as modellib
-
-    config_class = NucleusConfig if args.command == "train" else NucleusInferenceConfig
-    try:
-        config = sample_utils.make_config(config_class, args.config)
-    except ValueError as e:
-        parser.error(str(e))
-    config.display()
-    mode = "training" if args.command == "train" else "inference"
-    model = modellib.MaskRCNN(mode=mode, config=config, model_dir=args.logs)
+    model = sample_utils.build_model(parser, args, NucleusConfig, NucleusInferenceConfig)
     try:
         sample_utils.load_weights(model, args.weights)
         if args.command == "train":
