@@ -5,7 +5,8 @@ loops over the RoI axis in Python, so here the per-RoI convolutions are ``RoiCon
 ``RoiConv2DTranspose``: plain Conv2D / Conv2DTranspose that fold [B, R, h, w, C] into [B * R, h, w, C],
 convolve once and unfold. BatchNorm, Dense and activations act on the last axis and take the 5-D (or
 3-D) tensors directly. Every layer keeps Matterport's name, output shape and weight shapes, so
-``mask_rcnn_coco.h5`` loads by name and ``model.get_layer("mrcnn_mask").output`` is [B, R, 28, 28, N].
+``mask_rcnn_coco.h5`` loads by name and ``model.get_layer("mrcnn_mask").output`` is [B, R, 28, 28, N]
+(in the training graph [1, P, 28, 28, N]: only the batch's P positive RoIs, see ``fpn_mask_head``).
 
 Under a mixed precision policy (``Config.MIXED_PRECISION``) the convolutions compute in half precision
 but the output layers (class logits and softmax, box deltas, mask sigmoid) compute in float32, so the
@@ -72,6 +73,32 @@ class RoiConv2D(_PerRoi, keras.layers.Conv2D):
 
     _base = keras.layers.Conv2D
 
+    def call(self, inputs):
+        if inputs.shape.rank == 5 and self._covers_input(inputs.shape):
+            return self._dense_call(inputs)
+        return super().call(inputs)
+
+    def _covers_input(self, shape):
+        """True when one valid window covers each RoI (7x7 on 7x7, 1x1 on 1x1): the conv is a matmul."""
+        return (self.padding == "valid" and self.data_format == "channels_last" and self.groups == 1
+                and tuple(self.dilation_rate) == (1, 1) and tuple(shape[2:4]) == tuple(self.kernel_size))
+
+    def _dense_call(self, inputs):
+        """[B, R, kh, kw, C] -> [B, R, 1, 1, filters] as one matmul with the kernel read as [kh*kw*C, F].
+
+        Same result as the convolution (the kernel's [kh, kw, C] order is the flattening order of the
+        input), but oneDNN's matmul and its gradients run about 1.4x faster than a 7x7 valid convolution
+        on 7x7 inputs (the box head's ``mrcnn_class_conv1``).
+        """
+        folded, batch_and_rois = _fold(inputs)
+        flat = keras.ops.reshape(folded, [-1, folded.shape[1] * folded.shape[2] * folded.shape[3]])
+        outputs = keras.ops.matmul(flat, keras.ops.reshape(self.kernel, [-1, self.filters]))
+        if self.use_bias:
+            outputs = keras.ops.add(outputs, self.bias)
+        if self.activation is not None:
+            outputs = self.activation(outputs)
+        return _unfold(keras.ops.reshape(outputs, [-1, 1, 1, self.filters]), batch_and_rois)
+
 
 @keras.saving.register_keras_serializable(package="mrcnn")
 class RoiConv2DTranspose(_PerRoi, keras.layers.Conv2DTranspose):
@@ -128,7 +155,7 @@ def fpn_classifier_graph(rois, feature_maps, image_meta, pool_size, num_classes,
 
 def build_fpn_mask_graph(rois, feature_maps, image_meta, pool_size, num_classes, train_bn=True,
                          conv_layers_size=256):
-    """Mask head.
+    """Mask head: RoIAlign (``roi_align_mask``) then ``fpn_mask_head``.
 
     rois: [B, R, 4] normalized boxes; feature_maps: [P2, P3, P4, P5]; image_meta: [B, IMAGE_META_SIZE];
     pool_size: RoIAlign side (14); num_classes: N including background; train_bn: passed as
@@ -139,8 +166,18 @@ def build_fpn_mask_graph(rois, feature_maps, image_meta, pool_size, num_classes,
     for each RoI.
     """
     _check_head_inputs(rois, feature_maps, pool_size, num_classes)
-    x = PyramidROIAlign([pool_size, pool_size], name="roi_align_mask")(
+    pooled = PyramidROIAlign([pool_size, pool_size], name="roi_align_mask")(
         [rois, image_meta] + list(feature_maps))
+    return fpn_mask_head(pooled, num_classes, train_bn=train_bn, conv_layers_size=conv_layers_size)
+
+
+def fpn_mask_head(pooled, num_classes, train_bn=True, conv_layers_size=256):
+    """The mask head's layers after RoIAlign: four 3x3 convs (BatchNorm, ReLU), a 2x deconv, 1x1 sigmoid.
+
+    pooled: [B, R, s, s, C] RoI features (the training graph passes the positive RoIs of the whole batch
+    packed as [1, P, s, s, C], see ``mrcnn.targets.PositiveRoiPack``). Returns [B, R, 2s, 2s, N].
+    """
+    x = pooled
     for i in range(1, 5):
         x = RoiConv2D(conv_layers_size, (3, 3), padding="same", name=f"mrcnn_mask_conv{i}")(x)
         x = BatchNorm(name=f"mrcnn_mask_bn{i}")(x, training=train_bn)

@@ -54,7 +54,7 @@ from mrcnn.graph_ops import (  # noqa: F401
     parse_image_meta_graph,
     trim_zeros_graph,
 )
-from mrcnn.heads import build_fpn_mask_graph, fpn_classifier_graph  # noqa: F401
+from mrcnn.heads import build_fpn_mask_graph, fpn_classifier_graph, fpn_mask_head  # noqa: F401
 from mrcnn.losses import (  # noqa: F401
     mrcnn_bbox_loss_graph,
     mrcnn_class_loss_graph,
@@ -64,10 +64,11 @@ from mrcnn.losses import (  # noqa: F401
     smooth_l1_loss,
 )
 from mrcnn.proposals import ProposalLayer
-from mrcnn.roi_align import PyramidROIAlign  # noqa: F401
+from mrcnn.roi_align import PyramidROIAlign
 from mrcnn.rpn import build_rpn_model, rpn_graph  # noqa: F401
 from mrcnn.targets import (  # noqa: F401
     DetectionTargetLayer,
+    PositiveRoiPack,
     PositiveRoiSlice,
     detection_targets_graph,
     positive_quota,
@@ -286,15 +287,17 @@ class MaskRCNN:
             mrcnn_class_logits, mrcnn_class, mrcnn_bbox = fpn_classifier_graph(
                 rois, mrcnn_feature_maps, input_image_meta, config.POOL_SIZE, config.NUM_CLASSES,
                 train_bn=bn_training(config), fc_layers_size=config.FPN_CLASSIF_FC_LAYERS_SIZE)
-            # The mask head only runs on the rows that can be positive (Matterport ran it on all RoIs
-            # and discarded the negatives in the loss): same loss, a third of the mask-head work.
+            # The mask head only runs on the batch's positive RoIs (Matterport ran it on all RoIs and
+            # discarded the negatives in the loss): same loss, a fraction of the mask-head work.
             mask_rois, mask_class_ids, mask_targets = PositiveRoiSlice(positive_quota(config),
                                                                        name="positive_rois")(
                 [rois, target_class_ids, target_mask])
-            mrcnn_mask = build_fpn_mask_graph(mask_rois, mrcnn_feature_maps, input_image_meta,
-                                              config.MASK_POOL_SIZE, config.NUM_CLASSES,
-                                              train_bn=bn_training(config),
-                                              conv_layers_size=config.FPN_MASK_CONV_LAYERS_SIZE)
+            mask_features = PyramidROIAlign([config.MASK_POOL_SIZE] * 2, name="roi_align_mask")(
+                [mask_rois, input_image_meta] + mrcnn_feature_maps)
+            mask_class_ids, mask_features, mask_targets = PositiveRoiPack(name="positive_roi_pack")(
+                [mask_class_ids, mask_features, mask_targets])
+            mrcnn_mask = fpn_mask_head(mask_features, config.NUM_CLASSES, train_bn=bn_training(config),
+                                       conv_layers_size=config.FPN_MASK_CONV_LAYERS_SIZE)
             output_rois = keras.layers.Identity(name="output_rois", dtype="float32")(rois)
 
             rpn_class_loss = RPNClassLoss(name="rpn_class_loss")([input_rpn_match, rpn_class_logits])

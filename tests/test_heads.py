@@ -5,6 +5,7 @@ import os
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 from shared_paths import LAYOUT_JSON
 
 from mrcnn.heads import RoiConv2D, RoiConv2DTranspose, build_fpn_mask_graph, fpn_classifier_graph
@@ -119,3 +120,24 @@ def test_head_model_config_round_trip_keeps_outputs():
     inputs = random_head_inputs(np.random.default_rng(3), batch=2, num_rois=4, num_classes=3, depth=8)
     for original, rebuilt in zip(model(inputs), clone(inputs)):
         np.testing.assert_array_equal(np.asarray(original), np.asarray(rebuilt))
+
+
+@pytest.mark.parametrize("kernel, activation", [((7, 7), "relu"), ((1, 1), None)])
+def test_roi_conv_covering_its_input_is_a_matmul_equal_to_the_convolution(kernel, activation):
+    # A valid window that covers each RoI (the box head's 7x7 on 7x7, then 1x1 on 1x1) runs as a matmul.
+    x = np.random.default_rng(3).normal(size=(2, 3, kernel[0], kernel[1], 16)).astype(np.float32)
+    layer = RoiConv2D(8, kernel, padding="valid", activation=activation)
+    out = np.asarray(layer(x))
+    reference = keras.layers.Conv2D(8, kernel, padding="valid", activation=activation)
+    reference.build((None,) + x.shape[2:])
+    reference.set_weights(layer.get_weights())
+    expected = np.asarray(reference(x.reshape((6,) + x.shape[2:]))).reshape(2, 3, 1, 1, 8)
+    assert out.shape == (2, 3, 1, 1, 8)
+    np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-4)
+    # Gradients flow to the input and to both weights.
+    xv = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(xv)
+        loss = tf.reduce_sum(layer(xv) ** 2)
+    grads = tape.gradient(loss, [xv] + layer.trainable_weights)
+    assert all(g is not None and np.all(np.isfinite(np.asarray(g))) for g in grads)

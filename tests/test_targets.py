@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 
 from mrcnn.config import Config
-from mrcnn.targets import DetectionTargetLayer, detection_targets_graph
+from mrcnn.targets import DetectionTargetLayer, PositiveRoiPack, detection_targets_graph
 
 
 class TinyConfig(Config):
@@ -222,3 +222,26 @@ def test_bad_construction_and_inputs_raise_clear_errors():
         layer(inputs[:3])
     with pytest.raises(ValueError, match="gt_masks"):
         DetectionTargetLayer(TinyConfig())(inputs[:3] + [inputs[3][..., 0]])
+
+
+def test_positive_roi_pack_gathers_positives_batch_major_and_keeps_dtypes():
+    class_ids = np.array([[2, 1, 0, -1], [0, 0, 0, 0], [3, 0, 0, 0]], np.int32)
+    features = tf.cast(tf.reshape(tf.range(3 * 4 * 2 * 2), [3, 4, 2, 2, 1]), tf.bfloat16)
+    targets = np.arange(3 * 4 * 5, dtype=np.float32).reshape(3, 4, 5)
+    ids, packed, packed_targets = PositiveRoiPack()([class_ids, features, targets])
+    np.testing.assert_array_equal(ids.numpy(), [[2, 1, 3]])
+    assert packed.dtype == tf.bfloat16 and packed.shape == (1, 3, 2, 2, 1)
+    rows = [(0, 0), (0, 1), (2, 0)]  # (image, roi) of the positives
+    np.testing.assert_array_equal(packed.numpy()[0], np.stack([features.numpy()[i, r] for i, r in rows]))
+    np.testing.assert_array_equal(packed_targets.numpy()[0], np.stack([targets[i, r] for i, r in rows]))
+
+
+def test_positive_roi_pack_keeps_one_ignored_row_when_the_batch_has_no_positive():
+    class_ids = np.zeros((2, 3), np.int32)
+    features = np.random.default_rng(0).normal(size=(2, 3, 4, 4, 2)).astype(np.float32)
+    ids, packed = PositiveRoiPack()([class_ids, features])
+    assert ids.shape == (1, 1) and int(ids[0, 0]) <= 0  # the mask loss ignores it
+    np.testing.assert_array_equal(packed.numpy()[0, 0], features[0, 0])
+    # Symbolic use keeps the static trailing sizes the mask head's convolutions need.
+    outputs = PositiveRoiPack()([keras.Input((3,), dtype="int32"), keras.Input((3, 4, 4, 2))])
+    assert tuple(outputs[1].shape) == (1, None, 4, 4, 2)
