@@ -25,8 +25,19 @@ Reported: median seconds per step and images per second for each, the ratio ours
 images/s (> 1: ours is faster), and the input pipeline's batches/s and its ratio to our steps/s.
 
 torch is optional: without it (or with ``--no-peer``) only ours is timed.
-Usage: python benchmarks/bench_training.py [--depth 50] [--size 128] [--batch 8] [--rois 32] [--steps 5]
-       [--backbone resnet50|small] [--json PATH] [--markdown PATH] [--note TEXT] [--no-peer]
+Presets (``--preset``): ``shapes`` (default above: 128 px, batch 8, 32 RoIs, 3 classes, anchors 8..128) and
+``balloon``, a 512 px balloon-like config: batch 2, 200 RoIs per image (Matterport's TRAIN_ROIS_PER_IMAGE),
+1 class, Matterport's default anchors (32..512) and proposal counts, on synthetic images of 1-3 filled
+ellipses ("balloons") over a noisy sky gradient (``BalloonLikeDataset``). ``--size``, ``--batch`` and
+``--rois`` override a preset.
+
+Precision: ``--precision mixed_bfloat16`` builds ours under Keras' mixed bfloat16 policy
+(``Config.MIXED_PRECISION``); ``--peer-precision bfloat16`` runs torchvision's forward pass under
+``torch.autocast("cpu", dtype=torch.bfloat16)``. Both default to float32.
+
+Usage: python benchmarks/bench_training.py [--preset shapes|balloon] [--depth 50] [--size N] [--batch N]
+       [--rois N] [--steps 5] [--backbone resnet50|small] [--precision float32|mixed_bfloat16]
+       [--peer-precision float32|bfloat16] [--json PATH] [--markdown PATH] [--note TEXT] [--no-peer]
 """
 import argparse
 import datetime
@@ -52,7 +63,10 @@ import tensorflow as tf  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 PEER_PATH = REPO.parent / "shared" / "tools" / "torchvision_peer.py"
-NUM_CLASSES = 4  # background + square, circle, triangle
+PRESETS = {  # size, batch, RoIs per image, classes including background
+    "shapes": {"size": 128, "batch": 8, "rois": 32, "num_classes": 4},
+    "balloon": {"size": 512, "batch": 2, "rois": 200, "num_classes": 2},
+}
 DATASET_IMAGES = 64
 LEARNING_RATE, MOMENTUM = 0.01, 0.9  # ours: compile(0.01, 0.9), the shapes sample's rate, gradient clipping
 PEER_LEARNING_RATE = 0.001  # torchvision_peer.py's train loop (no gradient clipping there)
@@ -72,13 +86,38 @@ def import_mrcnn():
 
 
 def make_config(shapes, args):
-    """ShapesConfig (ResNet) or ShapesFastConfig (small backbone) at ``args.size`` px, TRAIN_BN = True."""
-    base = shapes.ShapesFastConfig if args.backbone == "small" else shapes.ShapesConfig
+    """The benchmark's Config: ShapesConfig / ShapesFastConfig (shapes) or a balloon-like Config (balloon).
+
+    Both at ``args.size`` px, ``IMAGES_PER_GPU = args.batch``, ``TRAIN_ROIS_PER_IMAGE = args.rois``,
+    ``TRAIN_BN = True`` and ``MIXED_PRECISION`` from ``args.precision``.
+    """
+    from mrcnn.config import Config
+
     attrs = {"IMAGES_PER_GPU": args.batch, "TRAIN_ROIS_PER_IMAGE": args.rois, "IMAGE_MIN_DIM": args.size,
-             "IMAGE_MAX_DIM": args.size, "TRAIN_BN": True}
+             "IMAGE_MAX_DIM": args.size, "TRAIN_BN": True,
+             "MIXED_PRECISION": None if args.precision == "float32" else args.precision}
+    if args.preset == "balloon":
+        base = Config
+        attrs.update(NAME="balloon_like", NUM_CLASSES=PRESETS["balloon"]["num_classes"])
+    else:
+        base = shapes.ShapesFastConfig if args.backbone == "small" else shapes.ShapesConfig
     if args.backbone != "small":
         attrs["BACKBONE"] = f"resnet{args.depth}"
     return type("BenchTrainingConfig", (base,), attrs)()
+
+
+def make_dataset(shapes, args):
+    """The prepared training images: shapes (``ShapesDataset``) or ``BalloonLikeDataset``, seed 0."""
+    if args.preset == "balloon":
+        from balloon_like import BalloonLikeDataset  # imports mrcnn: only after the thread settings
+
+        dataset = BalloonLikeDataset()
+        dataset.load_balloons(DATASET_IMAGES, args.size, args.size, seed=0)
+    else:
+        dataset = shapes.ShapesDataset()
+        dataset.load_shapes(DATASET_IMAGES, args.size, args.size, seed=0)
+    dataset.prepare()
+    return dataset
 
 
 ############################################################
@@ -166,8 +205,10 @@ class PeerBench:
 
     def __init__(self, args, dataset, extract_bboxes, count):
         torch.manual_seed(0)
-        self.model = load_peer_build()(args.depth, args.size, NUM_CLASSES, args.rois).train()
+        self.model = load_peer_build()(args.depth, args.size, PRESETS[args.preset]["num_classes"],
+                                       args.rois).train()
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=PEER_LEARNING_RATE, momentum=MOMENTUM)
+        self.bfloat16 = args.peer_precision == "bfloat16"
         ids = dataset.image_ids
         self.batches = [peer_batch(dataset, [ids[(i * args.batch + k) % len(ids)] for k in range(args.batch)],
                                    extract_bboxes) for i in range(count)]
@@ -176,7 +217,8 @@ class PeerBench:
 
     def _train(self, index):
         images, targets = self.batches[index]
-        losses = self.model(images, targets)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bfloat16):
+            losses = self.model(images, targets)
         loss = sum(losses.values())
         self.optimizer.zero_grad()
         loss.backward()
@@ -206,9 +248,11 @@ def table(report):
     """The result table as Markdown lines."""
     s, ours, peer, inp = report["settings"], report["ours"], report.get("peer"), report["input_pipeline"]
     ours_net = "small backbone" if s["backbone"] == "small" else f"R{s['depth']}-FPN"
-    peer_net = f", torchvision R{s['depth']}-FPN" if peer else ""
-    head = (f"ours {ours_net}{peer_net}, {s['size']} px, batch {s['batch']}, {s['rois']} RoIs/image, "
-            f"median of {s['steps']} steps")
+    ours_net += f" {s.get('precision', 'float32')}"
+    peer_net = f", torchvision R{s['depth']}-FPN {s.get('peer_precision', 'float32')}" if peer else ""
+    preset = "balloon-like" if s.get("preset") == "balloon" else "shapes"
+    head = (f"ours {ours_net}{peer_net}, {preset}, {s['size']} px, batch {s['batch']}, "
+            f"{s['rois']} RoIs/image, median of {s['steps']} steps")
     lines = [f"**{head}**", "",
              "| ours s/step | ours img/s | torchvision s/step | torchvision img/s "
              "| ratio ours/torchvision img/s | input batches/s (1 thread) | input ÷ our training steps/s |",
@@ -255,12 +299,18 @@ def markdown(report):
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--preset", default="shapes", choices=sorted(PRESETS),
+                   help="shapes: 128 px, batch 8, 32 RoIs; balloon: 512 px balloon-like, batch 2, 200 RoIs")
     p.add_argument("--depth", type=int, default=50, choices=[50, 101], help="ResNet depth")
     p.add_argument("--backbone", default="resnet50", choices=["resnet50", "small"],
                    help="ours: ResNet of --depth (resnet50) or the shapes sample's small backbone (small)")
-    p.add_argument("--size", type=int, default=128, help="square image side in pixels (multiple of 64)")
-    p.add_argument("--batch", type=int, default=8, help="images per step (IMAGES_PER_GPU)")
-    p.add_argument("--rois", type=int, default=32, help="sampled RoIs per image (TRAIN_ROIS_PER_IMAGE)")
+    p.add_argument("--size", type=int, help="square image side in pixels, multiple of 64 (preset's)")
+    p.add_argument("--batch", type=int, help="images per step, IMAGES_PER_GPU (preset's)")
+    p.add_argument("--rois", type=int, help="sampled RoIs per image, TRAIN_ROIS_PER_IMAGE (preset's)")
+    p.add_argument("--precision", default="float32", choices=["float32", "mixed_bfloat16"],
+                   help="ours: Config.MIXED_PRECISION (default float32)")
+    p.add_argument("--peer-precision", default="float32", choices=["float32", "bfloat16"],
+                   help="torchvision: bfloat16 runs its forward pass under torch.autocast (default float32)")
     p.add_argument("--steps", type=int, default=5, help="timed steps after one warm-up; the median is kept")
     p.add_argument("--input-batches", type=int, default=10,
                    help="batches timed for the input pipeline (at least --steps + 1 are built)")
@@ -269,6 +319,11 @@ def parse_args(argv=None):
     p.add_argument("--note", default="", help="free text stored in the report (e.g. machine load)")
     p.add_argument("--no-peer", action="store_true", help="time ours only")
     args = p.parse_args(argv)
+    for name in ("size", "batch", "rois"):
+        if getattr(args, name) is None:
+            setattr(args, name, PRESETS[args.preset][name])
+    if args.preset == "balloon" and args.backbone == "small":
+        p.error("--backbone small is the shapes sample's backbone: use it with --preset shapes.")
     if args.size <= 0 or args.size % 64:
         p.error(f"--size must be a positive multiple of 64 (got {args.size}).")
     if min(args.batch, args.rois, args.steps, args.input_batches) < 1:
@@ -291,7 +346,9 @@ def main(argv=None):
     keras, mrcnn, MaskRCNN, MaskRCNNSequence, extract_bboxes, shapes = import_mrcnn()
     config = make_config(shapes, args)
     report = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "note": args.note,
-              "settings": {"depth": args.depth, "backbone": args.backbone, "size": args.size,
+              "settings": {"preset": args.preset, "precision": args.precision,
+                           "peer_precision": args.peer_precision,
+                           "depth": args.depth, "backbone": args.backbone, "size": args.size,
                            "batch": args.batch, "rois": args.rois, "steps": args.steps,
                            "config": type(config).__mro__[1].__name__, "dataset_images": DATASET_IMAGES,
                            "learning_rate": LEARNING_RATE, "peer_learning_rate": PEER_LEARNING_RATE,
@@ -303,9 +360,7 @@ def main(argv=None):
           + (f"; torch intra {torch.get_num_threads()} / inter {torch.get_num_interop_threads()}"
              if use_peer else ""))
 
-    dataset = shapes.ShapesDataset()
-    dataset.load_shapes(DATASET_IMAGES, args.size, args.size, seed=0)
-    dataset.prepare()
+    dataset = make_dataset(shapes, args)
     count = max(args.steps + 1, args.input_batches + 1)
     sequence = MaskRCNNSequence(dataset, config, steps=count, seed=0, workers=1)
     batches, input_s = build_batches(sequence, count)
