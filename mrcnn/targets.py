@@ -243,7 +243,10 @@ class PositiveRoiPack(keras.layers.Layer):
     targets, ...)]; every input is packed the same way and keeps its dtype. P is the number of RoIs of the
     batch with class id > 0, in batch-major order. A batch without any positive keeps its first RoI (whose
     class id is <= 0, so the mask loss ignores it): the mask head never sees an empty batch, over which
-    its BatchNorm statistics would be NaN.
+    its BatchNorm statistics would be NaN. Under a strategy with several replicas each replica packs its own
+    part of the batch, so a replica without positives adds that one ignored row to the mask head's
+    synchronized BatchNorm statistics, which one device would not (TensorFlow's CPU convolution gradients
+    fail on empty batches, so the row cannot simply be left out).
 
     The mask head then computes only the masks the loss uses. ``PositiveRoiSlice`` alone leaves every image
     at ``positive_quota`` rows, most of them padding early in training (shapes, 128 px: 47 positives of

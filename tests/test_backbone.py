@@ -3,6 +3,7 @@
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from mrcnn.backbone import (
     BatchNorm,
@@ -267,3 +268,31 @@ def test_rpn_anchor_stride_and_sharing_across_levels():
     model = keras.Model([p_big, p_small], [rpn(p_big)[0], rpn(p_small)[0]])
     assert [o.shape for o in model.outputs] == [(None, 128, 2), (None, 32, 2)]
     assert len(model.weights) == 6  # one set of RPN weights serves every level
+
+
+@pytest.mark.parametrize("shape", [(4, 8, 8, 16), (2, 3, 5, 5, 16)])
+def test_batchnorm_fused_training_path_matches_keras(shape):
+    # Batch statistics run through TensorFlow's fused kernel; outputs, gradients and the moving averages
+    # must equal Keras' own BatchNormalization (biased variance, same momentum), also for [B, R, h, w, C].
+
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.normal(2.0, 3.0, size=shape).astype(np.float32))
+    ours, reference = BatchNorm(momentum=0.9), keras.layers.BatchNormalization(momentum=0.9)
+    weights = [rng.normal(size=16).astype(np.float32), rng.normal(size=16).astype(np.float32),
+               rng.normal(size=16).astype(np.float32), rng.uniform(0.5, 2.0, 16).astype(np.float32)]
+    for layer in (ours, reference):
+        layer.build(shape)
+        layer.set_weights(weights)
+    grads = []
+    for layer in (ours, reference):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x, training=True)
+            loss = tf.reduce_sum(y ** 3)
+        gradients = tape.gradient(loss, [x] + layer.trainable_weights)
+        grads.append([np.asarray(g) for g in gradients] + [y.numpy()])
+    for got, want in zip(*grads):
+        np.testing.assert_allclose(got, want, rtol=2e-4, atol=2e-4 * np.abs(want).max())
+    for got, want in zip(ours.get_weights()[2:], reference.get_weights()[2:]):
+        np.testing.assert_allclose(got, want, rtol=1e-5)
+    assert not np.allclose(ours.get_weights()[2], weights[2])  # the moving mean did move
