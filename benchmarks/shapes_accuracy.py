@@ -22,7 +22,6 @@ Usage: python benchmarks/shapes_accuracy.py [--minutes 15] [--depth 50] [--json 
 """
 import argparse
 import datetime
-import importlib.util
 import json
 import os
 import sys
@@ -42,9 +41,9 @@ try:
 except ImportError:
     torch = None
 import tensorflow as tf  # noqa: E402
+from bench_training import load_peer_build, peer_batch  # noqa: E402  (after torch, like this module)
 
 REPO = Path(__file__).resolve().parents[1]
-PEER_PATH = REPO.parent / "shared" / "tools" / "torchvision_peer.py"
 SIZE, BATCH, ROIS, NUM_CLASSES = 128, 8, 32, 4
 LEARNING_RATE, MOMENTUM, WEIGHT_DECAY, CLIP_NORM = 0.01, 0.9, 1e-4, 5.0
 SCORE_THRESHOLD, MAX_DETECTIONS = 0.5, 20
@@ -96,30 +95,10 @@ def train_ours(args, train_set, val_set, logs):
                        "last_loss": steps[-1] if steps else None, "weights": os.path.basename(weights)}
 
 
-def load_peer_build():
-    if not PEER_PATH.is_file():
-        raise FileNotFoundError(f"{PEER_PATH} not found: the torchvision peer needs the shared tool beside "
-                                "the repository.")
-    spec = importlib.util.spec_from_file_location("torchvision_peer", PEER_PATH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.build
-
-
-def peer_example(dataset, image_id):
-    """torchvision input for one shapes image: float [3, H, W] in [0, 1] and its target dict."""
-    from mrcnn.utils import extract_bboxes
-
-    image = dataset.load_image(image_id)
-    masks, class_ids = dataset.load_mask(image_id)
-    boxes = extract_bboxes(masks)[:, [1, 0, 3, 2]].astype(np.float32)  # (x1, y1, x2, y2)
-    return (torch.from_numpy(image).permute(2, 0, 1).float().div(255.0),
-            {"boxes": torch.from_numpy(boxes), "labels": torch.from_numpy(class_ids.astype(np.int64)),
-             "masks": torch.from_numpy(np.ascontiguousarray(masks.transpose(2, 0, 1), dtype=np.uint8))})
-
-
 def train_peer(args, train_set):
     """Train torchvision's Mask R-CNN for ``args.minutes``; returns (model in eval mode, summary dict)."""
+    from mrcnn.utils import extract_bboxes
+
     torch.manual_seed(TRAIN_SEED)
     model = load_peer_build()(args.depth, SIZE, NUM_CLASSES, ROIS).train()
     optimizer = torch.optim.SGD(model.parameters(), lr=LEARNING_RATE, momentum=MOMENTUM,
@@ -130,9 +109,9 @@ def train_peer(args, train_set):
     while time.monotonic() - start < args.minutes * 60.0:
         if position + BATCH > len(order):
             order, position = rng.permutation(train_set.image_ids), 0
-        images, targets = zip(*(peer_example(train_set, i) for i in order[position:position + BATCH]))
+        images, targets = peer_batch(train_set, order[position:position + BATCH], extract_bboxes)
         position += BATCH
-        loss = sum(model(list(images), list(targets)).values())
+        loss = sum(model(images, targets).values())
         if not torch.isfinite(loss):
             raise RuntimeError(f"torchvision loss became {float(loss)} after {len(losses)} steps")
         optimizer.zero_grad()
