@@ -14,6 +14,7 @@ multiples of 64.
 import keras
 import tensorflow as tf
 
+from mrcnn.graph_ops import shape_list
 from mrcnn.utils import RESNET_ARCHITECTURES, compute_backbone_shapes, config_callable  # noqa: F401
 
 
@@ -68,7 +69,7 @@ class BatchNorm(keras.layers.BatchNormalization):
         averages as Keras' path (biased batch variance), about 1.8x faster in float32 and 2.7x in bfloat16
         forward + backward. [B, R, h, w, C] inputs (the heads) are normalized as [B * R, h, w, C].
         """
-        x = inputs if inputs.shape.rank == 4 else tf.reshape(inputs, [-1] + _static_or_dynamic(inputs)[2:])
+        x = inputs if inputs.shape.rank == 4 else tf.reshape(inputs, [-1] + shape_list(inputs)[2:])
         outputs, mean, variance = tf.compat.v1.nn.fused_batch_norm(
             x, tf.cast(self.gamma, tf.float32), tf.cast(self.beta, tf.float32), epsilon=self.epsilon,
             data_format="NHWC", is_training=True)
@@ -77,14 +78,8 @@ class BatchNorm(keras.layers.BatchNormalization):
         for moving, batch in ((self.moving_mean, mean), (self.moving_variance, variance)):
             moving.assign(moving * self.momentum + tf.cast(batch, moving.dtype) * (1.0 - self.momentum))
         if inputs.shape.rank == 5:
-            outputs = tf.reshape(outputs, _static_or_dynamic(inputs))
+            outputs = tf.reshape(outputs, shape_list(inputs))
         return tf.cast(outputs, self.compute_dtype)
-
-
-def _static_or_dynamic(tensor):
-    """The shape of ``tensor`` as a list: static sizes where known, scalar tensors elsewhere."""
-    dynamic = tf.shape(tensor)
-    return [size if size is not None else dynamic[i] for i, size in enumerate(tensor.shape)]
 
 
 def _bottleneck(input_tensor, kernel_size, filters, stage, block, strides, shortcut, use_bias, train_bn):

@@ -128,3 +128,9 @@ def parse_image_meta_graph(meta):
         "scale": meta[:, 11],
         "active_class_ids": meta[:, 12:],
     }
+
+
+def shape_list(tensor):
+    """The shape of ``tensor`` as a list: the static size where known, a scalar int32 tensor elsewhere."""
+    dynamic = tf.shape(tensor)
+    return [size if size is not None else dynamic[i] for i, size in enumerate(tensor.shape)]

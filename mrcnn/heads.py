@@ -16,21 +16,19 @@ import keras
 import tensorflow as tf
 
 from mrcnn.backbone import BatchNorm
+from mrcnn.graph_ops import shape_list
 from mrcnn.roi_align import PyramidROIAlign
 
 
 def _fold(inputs):
     """[B, R, *rest] -> ([B * R, *rest], dims): ``dims`` are B and R (static ints where known)."""
-    dynamic = tf.shape(inputs)
-    dims = [size if size is not None else dynamic[i] for i, size in enumerate(inputs.shape)]
+    dims = shape_list(inputs)
     return tf.reshape(inputs, [-1] + dims[2:]), dims[:2]
 
 
 def _unfold(outputs, batch_and_rois):
     """[B * R, *rest] -> [B, R, *rest]."""
-    dynamic = tf.shape(outputs)
-    rest = [size if size is not None else dynamic[i + 1] for i, size in enumerate(outputs.shape[1:])]
-    return tf.reshape(outputs, batch_and_rois + rest)
+    return tf.reshape(outputs, batch_and_rois + shape_list(outputs)[1:])
 
 
 def _per_roi_shape(layer_class, layer, input_shape):

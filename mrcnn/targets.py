@@ -8,7 +8,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from mrcnn.graph_ops import Float32Layer, box_refinement_graph, overlaps_graph, trim_zeros_graph
+from mrcnn.graph_ops import (
+    Float32Layer,
+    box_refinement_graph,
+    overlaps_graph,
+    shape_list,
+    trim_zeros_graph,
+)
 
 # IoU thresholds of Matterport's sampler.
 POSITIVE_IOU = 0.5
@@ -262,14 +268,8 @@ class PositiveRoiPack(keras.layers.Layer):
         flat_ids = tf.reshape(class_ids, [-1])
         keep = tf.where(flat_ids > 0)[:, 0]
         keep = tf.concat([keep, tf.zeros([1 - tf.minimum(tf.size(keep), 1)], tf.int64)], axis=0)
-        return [tf.expand_dims(tf.gather(_flatten_rois(tensor), keep), 0) for tensor in inputs]
+        return [tf.expand_dims(tf.gather(tf.reshape(tensor, [-1] + shape_list(tensor)[2:]), keep), 0)
+                for tensor in inputs]
 
     def compute_output_shape(self, input_shape):
         return [(1, None, *shape[2:]) for shape in input_shape]
-
-
-def _flatten_rois(tensor):
-    """[B, R, *rest] -> [B * R, *rest], keeping the static sizes of ``rest``."""
-    dynamic = tf.shape(tensor)
-    rest = [size if size is not None else dynamic[i + 2] for i, size in enumerate(tensor.shape[2:])]
-    return tf.reshape(tensor, [-1] + rest)
