@@ -31,13 +31,24 @@ Presets (``--preset``): ``shapes`` (default above: 128 px, batch 8, 32 RoIs, 3 c
 ellipses ("balloons") over a noisy sky gradient (``BalloonLikeDataset``). ``--size``, ``--batch`` and
 ``--rois`` override a preset.
 
+RoI sampling: both sides sample ``--rois`` RoIs per image with at most ``int(rois * ratio)`` positives,
+``ratio`` = ``--roi-positive-ratio`` (default 0.33, Matterport's ROI_POSITIVE_RATIO and the shapes sample's;
+ours: ``ROI_POSITIVE_RATIO``, torchvision: ``roi_heads.fg_bg_sampler.positive_fraction``, whose default
+is 0.25). The mask heads train on the positives, so this sets their work.
+
+Warm training: ``--warm-steps N`` trains each side N untimed steps (alternating) before the timed ones.
+From random weights the first steps are atypical: ours finds few positive RoIs until its RPN learns
+(Matterport samples RoIs from the proposals only), torchvision adds the ground-truth boxes to its
+proposals and fills its positive quota at once. Timings after a few dozen steps reflect training.
+
 Precision: ``--precision mixed_bfloat16`` builds ours under Keras' mixed bfloat16 policy
 (``Config.MIXED_PRECISION``); ``--peer-precision bfloat16`` runs torchvision's forward pass under
 ``torch.autocast("cpu", dtype=torch.bfloat16)``. Both default to float32.
 
 Usage: python benchmarks/bench_training.py [--preset shapes|balloon] [--depth 50] [--size N] [--batch N]
-       [--rois N] [--steps 5] [--backbone resnet50|small] [--precision float32|mixed_bfloat16]
-       [--peer-precision float32|bfloat16] [--json PATH] [--markdown PATH] [--note TEXT] [--no-peer]
+       [--rois N] [--roi-positive-ratio 0.33] [--warm-steps 0] [--steps 5] [--backbone resnet50|small]
+       [--precision float32|mixed_bfloat16] [--peer-precision float32|bfloat16] [--flops] [--json PATH]
+       [--markdown PATH] [--note TEXT] [--no-peer]
 """
 import argparse
 import datetime
@@ -89,11 +100,13 @@ def make_config(shapes, args):
     """The benchmark's Config: ShapesConfig / ShapesFastConfig (shapes) or a balloon-like Config (balloon).
 
     Both at ``args.size`` px, ``IMAGES_PER_GPU = args.batch``, ``TRAIN_ROIS_PER_IMAGE = args.rois``,
-    ``TRAIN_BN = True`` and ``MIXED_PRECISION`` from ``args.precision``.
+    ``ROI_POSITIVE_RATIO = args.roi_positive_ratio``, ``TRAIN_BN = True`` and ``MIXED_PRECISION`` from
+    ``args.precision``.
     """
     from mrcnn.config import Config
 
-    attrs = {"IMAGES_PER_GPU": args.batch, "TRAIN_ROIS_PER_IMAGE": args.rois, "IMAGE_MIN_DIM": args.size,
+    attrs = {"IMAGES_PER_GPU": args.batch, "TRAIN_ROIS_PER_IMAGE": args.rois,
+             "ROI_POSITIVE_RATIO": args.roi_positive_ratio, "IMAGE_MIN_DIM": args.size,
              "IMAGE_MAX_DIM": args.size, "TRAIN_BN": True,
              "MIXED_PRECISION": None if args.precision == "float32" else args.precision}
     if args.preset == "balloon":
@@ -166,6 +179,103 @@ class OursBench:
         }
 
 
+def layer_flops(layer, inputs, outputs):
+    """2 x multiply-adds of one call of a Conv2D / Conv2DTranspose / Dense layer (0 for other layers)."""
+    import keras
+
+    kernel = layer.kernel.shape
+    if isinstance(layer, keras.layers.Conv2DTranspose):  # every input pixel meets the whole kernel
+        return 2 * int(np.prod(inputs.shape[:-1])) * int(np.prod(kernel))
+    if isinstance(layer, keras.layers.Conv2D):  # every output pixel: kh * kw * C_in / groups MACs per filter
+        return 2 * int(np.prod(outputs.shape[:-1])) * int(np.prod(kernel))
+    if isinstance(layer, keras.layers.Dense):
+        return 2 * int(np.prod(inputs.shape[:-1])) * int(np.prod(kernel))
+    return 0
+
+
+def count_training_flops(keras_model, inputs):
+    """Floating-point operations of one training step of ours on ``inputs``, counted per layer.
+
+    Runs the training graph once eagerly and records, for every Conv2D, Conv2DTranspose and Dense layer
+    (including the RoI heads' and the nested RPN model's), 2 x its multiply-adds at the real shapes (the
+    mask head's row count is the batch's positive RoIs of this call). A training step does each of these
+    three times (forward, input gradient, weight gradient) except the first convolution, whose input (the
+    image) needs no gradient. Returns (training FLOPs, forward FLOPs by stage, positive RoIs in this call).
+    Elementwise work (BatchNorm, activations, the optimizer) is not counted.
+    """
+    import keras
+
+    stages = {"backbone": 0, "fpn": 0, "rpn": 0, "box head": 0, "mask head": 0}
+    first_conv = 0
+    layers = [layer for layer in keras_model._flatten_layers(include_self=False, recursive=True)
+              if isinstance(layer, (keras.layers.Conv2D, keras.layers.Conv2DTranspose, keras.layers.Dense))]
+    originals = {}
+
+    def recorder(layer):
+        call = layer.call
+
+        def recording_call(x, *args, **kwargs):
+            nonlocal first_conv
+            y = call(x, *args, **kwargs)
+            flops = layer_flops(layer, x, y)
+            name = layer.name
+            stage = ("mask head" if name.startswith("mrcnn_mask") else
+                     "box head" if name.startswith(("mrcnn_class", "mrcnn_bbox")) else
+                     "fpn" if name.startswith("fpn_") else "rpn" if name.startswith("rpn_") else "backbone")
+            stages[stage] += flops
+            if name == "conv1":
+                first_conv += flops
+            return y
+        return recording_call
+
+    for layer in layers:
+        originals[layer] = layer.call
+        layer.call = recorder(layer)
+    try:
+        outputs = keras_model(inputs, training=True)
+    finally:
+        for layer, call in originals.items():
+            layer.call = call
+    positives = int(outputs[keras_model.output_names.index("mrcnn_mask")].shape[1]) \
+        if "mrcnn_mask" in keras_model.output_names else None
+    return 3 * sum(stages.values()) - first_conv, stages, positives
+
+
+def conv_throughput(runs=7):
+    """FLOP/s of a mask-head-like float32 convolution training step in TensorFlow on this machine.
+
+    3x3, 256 -> 256 channels, 32 inputs of 14x14 (``same`` padding): forward, input and weight
+    gradients, median of ``runs``. The reference for the fraction of the machine a training step uses.
+    """
+    x = tf.random.normal([32, 14, 14, 256])
+    kernel = tf.Variable(tf.random.normal([3, 3, 256, 256]) * 0.02)
+
+    @tf.function
+    def step():
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = tf.nn.conv2d(x, kernel, 1, "SAME")
+            loss = tf.reduce_sum(y * y)
+        return tape.gradient(loss, [x, kernel])
+
+    step()
+    seconds = median([timed(step)[0] for _ in range(runs)])
+    return 3 * 2.0 * 32 * 14 * 14 * 256 * 256 * 9 / seconds
+
+
+def count_peer_flops(peer):
+    """torch's FlopCounterMode count of one peer training step (forward and backward) on batch 0."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    images, targets = peer.batches[0]
+    counter = FlopCounterMode(display=False)
+    with counter:
+        losses = peer.model(images, targets)
+        sum(losses.values()).backward()
+    peer.optimizer.zero_grad()
+    return counter.get_total_flops()
+
+
 ############################################################
 #  Peer: torchvision
 ############################################################
@@ -207,6 +317,7 @@ class PeerBench:
         torch.manual_seed(0)
         self.model = load_peer_build()(args.depth, args.size, PRESETS[args.preset]["num_classes"],
                                        args.rois).train()
+        self.model.roi_heads.fg_bg_sampler.positive_fraction = args.roi_positive_ratio
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=PEER_LEARNING_RATE, momentum=MOMENTUM)
         self.bfloat16 = args.peer_precision == "bfloat16"
         ids = dataset.image_ids
@@ -252,7 +363,8 @@ def table(report):
     peer_net = f", torchvision R{s['depth']}-FPN {s.get('peer_precision', 'float32')}" if peer else ""
     preset = "balloon-like" if s.get("preset") == "balloon" else "shapes"
     head = (f"ours {ours_net}{peer_net}, {preset}, {s['size']} px, batch {s['batch']}, "
-            f"{s['rois']} RoIs/image, median of {s['steps']} steps")
+            f"{s['rois']} RoIs/image (positive ratio {s.get('roi_positive_ratio', 0.33)} both), "
+            f"median of {s['steps']} steps after {s.get('warm_steps', 0)} warm training steps")
     lines = [f"**{head}**", "",
              "| ours s/step | ours img/s | torchvision s/step | torchvision img/s "
              "| ratio ours/torchvision img/s | input batches/s (1 thread) | input ÷ our training steps/s |",
@@ -262,6 +374,21 @@ def table(report):
     ratio = f"{report['ratio_ours_over_torchvision_img_s']:.2f}" if peer else "n/a"
     lines.append(f"| {ours['step_median_s']:.3f} | {ours['images_per_s']:.2f} | {peer_s} | {peer_ips} "
                  f"| {ratio} | {inp['batches_per_s']:.2f} | {inp['ratio_to_training_steps_per_s']:.1f} |")
+    if report.get("flops"):
+        f = report["flops"]
+        text = (f"Training FLOPs per step (convolutions and matmuls, counted): ours "
+                f"{f['ours_training_flops_per_step'] / 1e9:.0f} GFLOP (positive RoIs "
+                f"{', '.join(str(p) for p in f['ours_positive_rois'])}) at "
+                f"{f['ours_flops_per_s'] / 1e9:.0f} GFLOP/s")
+        if "peer_training_flops_per_step" in f:
+            text += (f"; torchvision {f['peer_training_flops_per_step'] / 1e9:.0f} GFLOP (torch's "
+                     f"FlopCounterMode, batch 0) at {f['peer_flops_per_s'] / 1e9:.0f} GFLOP/s")
+        text += (f". A mask-head-like 3x3 convolution's training step runs at "
+                 f"{f['conv_throughput_flops_per_s'] / 1e9:.0f} GFLOP/s here: ours uses "
+                 f"{100 * f['ours_fraction_of_conv_throughput']:.0f}% of it")
+        if "peer_fraction_of_conv_throughput" in f:
+            text += f", torchvision {100 * f['peer_fraction_of_conv_throughput']:.0f}%"
+        lines += ["", text + "."]
     return lines
 
 
@@ -297,6 +424,27 @@ def markdown(report):
     return "\n".join(lines) + "\n"
 
 
+def flops_report(args, ours, peer, timed_from, ours_step_s, peer_step_s):
+    """FLOPs per training step of each side (ours: mean over the timed batches' counts, 3 at most), the
+    FLOP/s they imply at the median step times, and this machine's convolution throughput for scale."""
+    print("counting training FLOPs and measuring the convolution throughput ...", flush=True)
+    indices = list(range(timed_from, timed_from + args.steps))[-3:]
+    counts = [count_training_flops(ours.model.keras_model, ours.batches[i]) for i in indices]
+    flops = float(np.mean([c[0] for c in counts]))
+    forward = {stage: float(np.mean([c[1][stage] for c in counts])) for stage in counts[0][1]}
+    result = {"ours_training_flops_per_step": flops, "ours_forward_flops_by_stage": forward,
+              "ours_positive_rois": [c[2] for c in counts], "ours_flops_per_s": flops / ours_step_s,
+              "conv_throughput_flops_per_s": conv_throughput()}
+    result["ours_fraction_of_conv_throughput"] = (result["ours_flops_per_s"]
+                                                  / result["conv_throughput_flops_per_s"])
+    if peer:
+        result["peer_training_flops_per_step"] = float(count_peer_flops(peer))
+        result["peer_flops_per_s"] = result["peer_training_flops_per_step"] / peer_step_s
+        result["peer_fraction_of_conv_throughput"] = (result["peer_flops_per_s"]
+                                                      / result["conv_throughput_flops_per_s"])
+    return result
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--preset", default="shapes", choices=sorted(PRESETS),
@@ -311,9 +459,17 @@ def parse_args(argv=None):
                    help="ours: Config.MIXED_PRECISION (default float32)")
     p.add_argument("--peer-precision", default="float32", choices=["float32", "bfloat16"],
                    help="torchvision: bfloat16 runs its forward pass under torch.autocast (default float32)")
+    p.add_argument("--roi-positive-ratio", type=float, default=0.33,
+                   help="both sides: at most int(rois * ratio) positive RoIs per image (default 0.33, "
+                        "Matterport's ROI_POSITIVE_RATIO; torchvision's default is 0.25)")
+    p.add_argument("--warm-steps", type=int, default=0,
+                   help="untimed training steps of each side before the timed ones (default 0)")
     p.add_argument("--steps", type=int, default=5, help="timed steps after one warm-up; the median is kept")
     p.add_argument("--input-batches", type=int, default=10,
                    help="batches timed for the input pipeline (at least --steps + 1 are built)")
+    p.add_argument("--flops", action="store_true",
+                   help="count both sides' training FLOPs per step and measure this machine's convolution "
+                        "throughput: the fraction of the machine each side's step uses")
     p.add_argument("--json", help="write the full report (machine, settings, all timings) here")
     p.add_argument("--markdown", help="write the table and machine notes as Markdown here")
     p.add_argument("--note", default="", help="free text stored in the report (e.g. machine load)")
@@ -328,6 +484,10 @@ def parse_args(argv=None):
         p.error(f"--size must be a positive multiple of 64 (got {args.size}).")
     if min(args.batch, args.rois, args.steps, args.input_batches) < 1:
         p.error("--batch, --rois, --steps and --input-batches must be at least 1.")
+    if args.warm_steps < 0:
+        p.error(f"--warm-steps must be >= 0 (got {args.warm_steps}).")
+    if not 0 < args.roi_positive_ratio <= 1:
+        p.error(f"--roi-positive-ratio must be in (0, 1] (got {args.roi_positive_ratio}).")
     return args
 
 
@@ -350,6 +510,7 @@ def main(argv=None):
                            "peer_precision": args.peer_precision,
                            "depth": args.depth, "backbone": args.backbone, "size": args.size,
                            "batch": args.batch, "rois": args.rois, "steps": args.steps,
+                           "warm_steps": args.warm_steps, "roi_positive_ratio": args.roi_positive_ratio,
                            "config": type(config).__mro__[1].__name__, "dataset_images": DATASET_IMAGES,
                            "learning_rate": LEARNING_RATE, "peer_learning_rate": PEER_LEARNING_RATE,
                            "momentum": MOMENTUM},
@@ -361,7 +522,8 @@ def main(argv=None):
              if use_peer else ""))
 
     dataset = make_dataset(shapes, args)
-    count = max(args.steps + 1, args.input_batches + 1)
+    timed_from = 1 + args.warm_steps  # batch 0 warms up (tracing), then the warm training steps
+    count = max(timed_from + args.steps, args.input_batches + 1)
     sequence = MaskRCNNSequence(dataset, config, steps=count, seed=0, workers=1)
     batches, input_s = build_batches(sequence, count)
     input_s = input_s[1:args.input_batches + 1]  # batch 0 warms up lazy imports and caches
@@ -370,18 +532,30 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as model_dir:
         ours = OursBench(MaskRCNN, config, batches, model_dir)
         print(f"ours built and warmed up ({ours.warmup_s:.1f} s), loss {ours.first_loss:.3f}")
-        peer = PeerBench(args, dataset, extract_bboxes, args.steps + 1) if use_peer else None
+        peer = PeerBench(args, dataset, extract_bboxes, timed_from + args.steps) if use_peer else None
         if peer:
             print(f"torchvision built and warmed up ({peer.warmup_s:.1f} s), loss {peer.first_loss:.3f}")
-        for step in range(1, args.steps + 1):
+        for step in range(1, timed_from):
             ours.step(step)
-            line = f"step {step}: ours {ours.times[-1]:.3f} s"
+            if peer:
+                peer.step(step)
+            if step % 10 == 0 or step == timed_from - 1:
+                print(f"warm training: {step}/{args.warm_steps} steps", flush=True)
+        ours.times.clear()
+        if peer:
+            peer.times.clear()
+        for step in range(timed_from, timed_from + args.steps):
+            ours.step(step)
+            line = f"step {step - timed_from + 1}: ours {ours.times[-1]:.3f} s"
             if peer:
                 peer.step(step)
                 line += f", torchvision {peer.times[-1]:.3f} s"
             print(line)
 
     report["ours"] = ours.summary(args.batch)
+    if args.flops:
+        report["flops"] = flops_report(args, ours, peer, timed_from, report["ours"]["step_median_s"],
+                                       peer.summary(args.batch)["step_median_s"] if peer else None)
     steps_per_s = 1.0 / report["ours"]["step_median_s"]
     input_med = median(input_s)
     report["input_pipeline"] = {"batches": len(input_s), "batch_s": input_s, "batch_median_s": input_med,

@@ -2,7 +2,9 @@
 
 Both train from scratch for ``--minutes`` on the same synthetic shapes images (128 px, 1-4 squares,
 circles and triangles; ``--train-images`` images from seed 0, no augmentation), with the same settings:
-ResNet-{50,101}-FPN with trained BatchNorm, batch 8, 32 sampled RoIs per image, SGD learning rate 0.01,
+ResNet-{50,101}-FPN with trained BatchNorm, batch 8, 32 sampled RoIs per image of which at most
+``int(32 * --roi-positive-ratio)`` positive (default 0.33, Matterport's ROI_POSITIVE_RATIO; torchvision's
+``fg_bg_sampler.positive_fraction`` is set to it, its own default being 0.25), SGD learning rate 0.01,
 momentum 0.9, every gradient tensor clipped to norm 5.0 (ours: Matterport's GRADIENT_CLIP_NORM), weight
 decay 1e-4 in each library's form (ours: Matterport's L2 term, each tensor's sum of squares divided by its
 size; torchvision: SGD ``weight_decay``). Then both are scored by the same function,
@@ -18,7 +20,8 @@ whose clock starts at the first step.
 
 The two runs are sequential (ours first), each alone on the machine. Reported: mAP of each, the
 ratio, training images/s and images seen. Needs torch and torchvision (``pip install -e ".[benchmark]"``).
-Usage: python benchmarks/shapes_accuracy.py [--minutes 15] [--depth 50] [--json PATH] [--markdown PATH]
+Usage: python benchmarks/shapes_accuracy.py [--minutes 15] [--depth 50] [--roi-positive-ratio 0.33]
+       [--json PATH] [--markdown PATH]
 """
 import argparse
 import datetime
@@ -55,12 +58,13 @@ def shapes_dataset(count, seed):
     return make_dataset(count, seed, SIZE)
 
 
-def our_configs(depth):
+def our_configs(depth, roi_positive_ratio):
     """(training, inference) configs: ShapesConfig with ResNet-{depth}, trained BN, the shared settings."""
     from mrcnn.datasets.shapes import ShapesConfig
 
     attrs = {"NAME": f"shapes_r{depth}", "BACKBONE": f"resnet{depth}", "TRAIN_BN": True,
-             "IMAGES_PER_GPU": BATCH, "TRAIN_ROIS_PER_IMAGE": ROIS, "LEARNING_RATE": LEARNING_RATE,
+             "IMAGES_PER_GPU": BATCH, "TRAIN_ROIS_PER_IMAGE": ROIS, "ROI_POSITIVE_RATIO": roi_positive_ratio,
+             "LEARNING_RATE": LEARNING_RATE,
              "LEARNING_MOMENTUM": MOMENTUM, "WEIGHT_DECAY": WEIGHT_DECAY, "GRADIENT_CLIP_NORM": CLIP_NORM,
              "DETECTION_MIN_CONFIDENCE": SCORE_THRESHOLD, "DETECTION_MAX_INSTANCES": MAX_DETECTIONS}
     train_config = type("AccuracyShapesConfig", (ShapesConfig,), attrs)
@@ -74,7 +78,7 @@ def train_ours(args, train_set, val_set, logs):
     import mrcnn.model as modellib
     from mrcnn.training import StopAfterMinutes
 
-    config, inference_config = our_configs(args.depth)
+    config, inference_config = our_configs(args.depth, args.roi_positive_ratio)
     keras.utils.set_random_seed(TRAIN_SEED)
     model = modellib.MaskRCNN(mode="training", config=config, model_dir=logs)
     steps = []
@@ -101,6 +105,7 @@ def train_peer(args, train_set):
 
     torch.manual_seed(TRAIN_SEED)
     model = load_peer_build()(args.depth, SIZE, NUM_CLASSES, ROIS).train()
+    model.roi_heads.fg_bg_sampler.positive_fraction = args.roi_positive_ratio
     optimizer = torch.optim.SGD(model.parameters(), lr=LEARNING_RATE, momentum=MOMENTUM,
                                 weight_decay=WEIGHT_DECAY)
     rng = np.random.default_rng(TRAIN_SEED)
@@ -163,7 +168,8 @@ def markdown(report):
     m = report["machine"]
     lines += ["", f"- Ratios ours / torchvision: mAP@0.5 {report['ratios']['mAP@0.5']}, mAP@[.5:.95] "
               f"{report['ratios']['mAP@[.5:.95]']}, training img/s {report['ratios']['images_per_s']:.2f}.",
-              f"- Settings: {s['train_images']} training images, batch {BATCH}, {ROIS} RoIs/image, SGD "
+              f"- Settings: {s['train_images']} training images, batch {BATCH}, {ROIS} RoIs/image (at most "
+              f"int({ROIS} * {s.get('roi_positive_ratio', 0.33)}) positive, both), SGD "
               f"{LEARNING_RATE} momentum {MOMENTUM} weight decay {WEIGHT_DECAY} (each library's form), "
               f"per-tensor clip {CLIP_NORM}, trained BatchNorm; detections: score >= {SCORE_THRESHOLD}, "
               f"at most {MAX_DETECTIONS}.",
@@ -185,6 +191,8 @@ def main(argv=None):
     p.add_argument("--depth", type=int, default=50, choices=[50, 101], help="ResNet depth of both")
     p.add_argument("--train-images", type=int, default=2000)
     p.add_argument("--test-images", type=int, default=100)
+    p.add_argument("--roi-positive-ratio", type=float, default=0.33,
+                   help="both sides' cap on positive RoIs per image, as a fraction of the 32 (default 0.33)")
     p.add_argument("--json", help="write the report here")
     p.add_argument("--markdown", help="write the table here")
     p.add_argument("--note", default="", help="free text stored in the report")
@@ -193,6 +201,8 @@ def main(argv=None):
         p.error("torch and torchvision are needed: pip install -e \".[benchmark]\"")
     if args.minutes <= 0 or min(args.train_images, args.test_images) < BATCH:
         p.error(f"--minutes must be > 0 and the image counts at least {BATCH}.")
+    if not 0 < args.roi_positive_ratio <= 1:
+        p.error(f"--roi-positive-ratio must be in (0, 1] (got {args.roi_positive_ratio}).")
     cores = core_count()
     tf.config.threading.set_intra_op_parallelism_threads(cores)
     tf.config.threading.set_inter_op_parallelism_threads(cores)
@@ -205,7 +215,8 @@ def main(argv=None):
     val_set, test_set = shapes_dataset(16, VAL_SEED), shapes_dataset(args.test_images, TEST_SEED)
     report = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "note": args.note,
               "settings": {"depth": args.depth, "minutes": args.minutes, "train_images": args.train_images,
-                           "test_images": args.test_images, "size": SIZE, "batch": BATCH, "rois": ROIS},
+                           "test_images": args.test_images, "size": SIZE, "batch": BATCH, "rois": ROIS,
+                           "roi_positive_ratio": args.roi_positive_ratio},
               "machine": machine_info(cores)}
     with tempfile.TemporaryDirectory() as logs:
         print(f"mrcnn: training R{args.depth}-FPN for {args.minutes:g} minutes ...", flush=True)
