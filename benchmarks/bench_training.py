@@ -223,8 +223,8 @@ def count_training_flops(keras_model, inputs):
                      "box head" if name.startswith(("mrcnn_class", "mrcnn_bbox")) else
                      "fpn" if name.startswith("fpn_") else "rpn" if name.startswith("rpn_") else "backbone")
             stages[stage] += flops
-            if name == "conv1":
-                first_conv += flops
+            if first_conv == 0:  # the graph runs its layers in order: the first is the image's conv
+                first_conv = flops
             return y
         return recording_call
 
