@@ -460,6 +460,9 @@ class MaskRCNN:
             if self.config.MIXED_PRECISION == "mixed_float16":
                 optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
             self.keras_model.compile(optimizer=optimizer)
+            # Keras defers this to the first train step when no strategy is set; variables created inside
+            # that trace make tf.function trace the whole step a second time (about 7 s for ResNet-50).
+            optimizer.build(self.keras_model.trainable_variables)
 
     def train(self, train_dataset, val_dataset, learning_rate, epochs, layers, augmentation=None,
               custom_callbacks=None, no_augmentation_sources=None, workers=None, verbose=1, strategy=None):
