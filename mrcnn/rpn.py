@@ -4,11 +4,17 @@ Anchor order: for a feature map ``[B, h, w, C]`` with ``A`` anchors per location
 head outputs ``N = ceil(h / s) * ceil(w / s) * A`` anchors, ordered by position row-major and by anchor
 (ratio) innermost, which is the order of ``utils.generate_anchors``.
 
+At anchor stride 1 the shared convolution is a ``SparseGradientConv2D``: the RPN losses read only the
+sampled anchors, so its backward pass is computed from the positions that get a gradient (same weights,
+outputs and gradients as Matterport's Conv2D).
+
 Under a mixed precision policy the shared convolution computes in half precision and the class and box
 outputs in float32.
 """
 
 import keras
+
+from mrcnn.sparse_conv import SparseGradientConv2D
 
 
 def rpn_graph(feature_map, anchors_per_location, anchor_stride):
@@ -24,9 +30,13 @@ def rpn_graph(feature_map, anchors_per_location, anchor_stride):
         ``[B, N, 2]`` their softmax, ``[B, N, 4]`` box deltas ``(dy, dx, log(dh), log(dw))`` still divided
         by RPN_BBOX_STD_DEV.
     """
-    shared = keras.layers.Conv2D(
-        512, (3, 3), padding="same", activation="relu", strides=anchor_stride, name="rpn_conv_shared"
-    )(feature_map)
+    if anchor_stride == 1:
+        shared_conv = SparseGradientConv2D(512, (3, 3), padding="same", activation="relu",
+                                           name="rpn_conv_shared")
+    else:
+        shared_conv = keras.layers.Conv2D(512, (3, 3), padding="same", activation="relu",
+                                          strides=anchor_stride, name="rpn_conv_shared")
+    shared = shared_conv(feature_map)
 
     x = keras.layers.Conv2D(
         2 * anchors_per_location, (1, 1), padding="valid", activation="linear", name="rpn_class_raw",
