@@ -200,13 +200,17 @@ def count_training_flops(keras_model, inputs):
     (including the RoI heads' and the nested RPN model's), 2 x its multiply-adds at the real shapes (the
     mask head's row count is the batch's positive RoIs of this call). A training step does each of these
     three times (forward, input gradient, weight gradient) except the first convolution, whose input (the
-    image) needs no gradient. Returns (training FLOPs, forward FLOPs by stage, positive RoIs in this call).
-    Elementwise work (BatchNorm, activations, the optimizer) is not counted.
+    image) needs no gradient, and the RPN's shared convolution when it is a ``SparseGradientConv2D``: its
+    two gradients are counted at the positions that hold a sampled anchor (``input_rpn_match`` nonzero),
+    the only ones its backward pass visits. Returns (training FLOPs, forward FLOPs by stage, positive RoIs
+    in this call). Elementwise work (BatchNorm, activations, the optimizer) is not counted.
     """
     import keras
 
+    from mrcnn.sparse_conv import SparseGradientConv2D
+
     stages = {"backbone": 0, "fpn": 0, "rpn": 0, "box head": 0, "mask head": 0}
-    first_conv = 0
+    first_conv = sparse_forward = 0
     layers = [layer for layer in keras_model._flatten_layers(include_self=False, recursive=True)
               if isinstance(layer, (keras.layers.Conv2D, keras.layers.Conv2DTranspose, keras.layers.Dense))]
     originals = {}
@@ -215,9 +219,11 @@ def count_training_flops(keras_model, inputs):
         call = layer.call
 
         def recording_call(x, *args, **kwargs):
-            nonlocal first_conv
+            nonlocal first_conv, sparse_forward
             y = call(x, *args, **kwargs)
             flops = layer_flops(layer, x, y)
+            if isinstance(layer, SparseGradientConv2D):
+                sparse_forward += flops
             name = layer.name
             stage = ("mask head" if name.startswith("mrcnn_mask") else
                      "box head" if name.startswith(("mrcnn_class", "mrcnn_bbox")) else
@@ -238,7 +244,16 @@ def count_training_flops(keras_model, inputs):
             layer.call = call
     positives = int(outputs[keras_model.output_names.index("mrcnn_mask")].shape[1]) \
         if "mrcnn_mask" in keras_model.output_names else None
-    return 3 * sum(stages.values()) - first_conv, stages, positives
+    skipped_backward = 2 * sparse_forward * (1.0 - active_anchor_positions(keras_model, inputs))
+    return 3 * sum(stages.values()) - first_conv - skipped_backward, stages, positives
+
+
+def active_anchor_positions(keras_model, inputs):
+    """Share of the RPN's feature-map positions (all levels and images) holding a sampled anchor."""
+    rpn_match = np.asarray(inputs[[t.name for t in keras_model.inputs].index("input_rpn_match")])
+    anchors_per_position = len(keras_model.mrcnn_config.RPN_ANCHOR_RATIOS)
+    sampled = rpn_match.reshape(rpn_match.shape[0], -1, anchors_per_position) != 0
+    return float(sampled.any(axis=-1).mean())
 
 
 def conv_throughput(runs=7):
