@@ -20,17 +20,18 @@ import tensorflow as tf
 DENSE_FRACTION = 0.5  # above this share of active positions the dense backward pass is cheaper
 
 
-def sparse_conv_backward(inputs, kernel, grad_outputs):
+def sparse_conv_backward(inputs, kernel, grad_outputs, active_mask):
     """Gradients of a stride-1 'same' convolution from the output positions with a nonzero gradient.
 
     inputs: [B, H, W, C]; kernel: [kh, kw, C, F] with odd kh and kw; grad_outputs: [B, H, W, F], the
-    gradient at the convolution's output (bias and activation already applied). Returns
+    gradient at the convolution's output (bias and activation already applied); active_mask: [B, H, W]
+    bool, True where any channel of grad_outputs is nonzero. Returns
     ``(grad_inputs [B, H, W, C], grad_kernel [kh, kw, C, F], grad_bias [F])``, equal to the dense
     gradients up to float rounding.
     """
     kh, kw, channels, filters = kernel.shape
     pad_h, pad_w = kh // 2, kw // 2
-    active = tf.where(tf.reduce_any(tf.not_equal(grad_outputs, 0), axis=-1))  # [n, 3] (b, y, x)
+    active = tf.where(active_mask)  # [n, 3] (b, y, x)
     grad_rows = tf.gather_nd(grad_outputs, active)  # [n, F]
     padded = tf.pad(inputs, [[0, 0], [pad_h, pad_h], [pad_w, pad_w], [0, 0]])
     offsets = tf.constant([[0, dy, dx] for dy in range(kh) for dx in range(kw)], tf.int64)  # [kh*kw, 3]
@@ -98,11 +99,11 @@ class SparseGradientConv2D(keras.layers.Conv2D):
 
             def grad(dy):
                 dz = dy * tf.cast(y > 0, dy.dtype) if relu else dy
-                positions = tf.cast(tf.reduce_prod(tf.shape(dz)[:3]), tf.float32)
-                active = tf.reduce_sum(tf.cast(tf.reduce_any(tf.not_equal(dz, 0), axis=-1), tf.float32))
-                return tf.cond(active > DENSE_FRACTION * positions,
+                active_mask = tf.reduce_any(tf.not_equal(dz, 0), axis=-1)
+                active_share = tf.reduce_mean(tf.cast(active_mask, tf.float32))
+                return tf.cond(active_share > DENSE_FRACTION,
                                lambda: dense_conv_backward(x, w, dz),
-                               lambda: sparse_conv_backward(x, w, dz))
+                               lambda: sparse_conv_backward(x, w, dz, active_mask))
 
             return y, grad
 
