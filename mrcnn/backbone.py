@@ -16,6 +16,7 @@ import tensorflow as tf
 
 from mrcnn.graph_ops import shape_list
 from mrcnn.utils import RESNET_ARCHITECTURES, compute_backbone_shapes, config_callable  # noqa: F401
+from mrcnn.winograd import WinogradConv2D
 
 
 @keras.saving.register_keras_serializable(package="mrcnn")
@@ -207,6 +208,8 @@ def fpn_graph(C2, C3, C4, C5, pyramid_size):
         ``[P2, P3, P4, P5, P6]``, each ``[B, h, w, pyramid_size]``: P5 = fpn_p5(fpn_c5p5(C5)),
         Pk = fpn_pk(upsample2x(P(k+1) before its 3x3) + fpn_ckpk(Ck)) for k = 4, 3, 2 (nearest-neighbour
         upsampling), and P6 = P5[:, ::2, ::2] (``fpn_p6``: 1x1 max-pool, stride 2), used by the RPN only.
+        The 3x3 convolutions ``fpn_p2``..``fpn_p5`` are ``WinogradConv2D`` (Conv2D's weights and outputs,
+        computed by Winograd's F(2x2, 3x3) in float32 on CPU).
     """
     conv = keras.layers.Conv2D
     P5 = conv(pyramid_size, (1, 1), name="fpn_c5p5")(C5)
@@ -228,10 +231,10 @@ def fpn_graph(C2, C3, C4, C5, pyramid_size):
             conv(pyramid_size, (1, 1), name="fpn_c2p2")(C2),
         ]
     )
-    P2 = conv(pyramid_size, (3, 3), padding="same", name="fpn_p2")(P2)
-    P3 = conv(pyramid_size, (3, 3), padding="same", name="fpn_p3")(P3)
-    P4 = conv(pyramid_size, (3, 3), padding="same", name="fpn_p4")(P4)
-    P5 = conv(pyramid_size, (3, 3), padding="same", name="fpn_p5")(P5)
+    P2 = WinogradConv2D(pyramid_size, (3, 3), padding="same", name="fpn_p2")(P2)
+    P3 = WinogradConv2D(pyramid_size, (3, 3), padding="same", name="fpn_p3")(P3)
+    P4 = WinogradConv2D(pyramid_size, (3, 3), padding="same", name="fpn_p4")(P4)
+    P5 = WinogradConv2D(pyramid_size, (3, 3), padding="same", name="fpn_p5")(P5)
     P6 = keras.layers.MaxPooling2D(pool_size=(1, 1), strides=2, name="fpn_p6")(P5)
     return [P2, P3, P4, P5, P6]
 

@@ -25,7 +25,7 @@ import tempfile
 import numpy as np
 import tensorflow as tf
 
-from mrcnn import utils
+from mrcnn import utils, winograd
 
 MASK_FORMS = ("full", "boxes", "both")
 SUPPORTED_RESIZE_MODES = ("square", "pad64", "none")
@@ -359,27 +359,30 @@ def export_saved_model(model, export_dir, masks="full", overwrite=False, verbose
                               "version number) or pass overwrite=True to replace it.")
     parent = os.path.dirname(export_dir)
     os.makedirs(parent, exist_ok=True)
-    module = ServingModule(model)
-    if masks == "boxes":
-        signatures = {"serving_default": module.detect_boxes.get_concrete_function()}
-    else:
-        signatures = {"serving_default": module.detect_full.get_concrete_function()}
-        if masks == "both":
-            signatures["serving_boxes_masks"] = module.detect_boxes.get_concrete_function()
-    module.track_variables(signatures.values())
-    staging = tempfile.mkdtemp(prefix=f".{os.path.basename(export_dir)}.tmp-", dir=parent)
-    try:
-        tf.saved_model.save(module, staging, signatures=signatures)
-        if os.path.lexists(export_dir):
-            old = staging + "-old"
-            os.rename(export_dir, old)
-            os.rename(staging, export_dir)
-            shutil.rmtree(old, ignore_errors=True)
+    # Plain convolutions in the exported graph: Winograd's transforms are XLA-compiled functions, which a
+    # TF Serving build need not support.
+    with winograd.disabled():
+        module = ServingModule(model)
+        if masks == "boxes":
+            signatures = {"serving_default": module.detect_boxes.get_concrete_function()}
         else:
-            os.rename(staging, export_dir)
-    finally:
-        if os.path.exists(staging):
-            shutil.rmtree(staging, ignore_errors=True)
+            signatures = {"serving_default": module.detect_full.get_concrete_function()}
+            if masks == "both":
+                signatures["serving_boxes_masks"] = module.detect_boxes.get_concrete_function()
+        module.track_variables(signatures.values())
+        staging = tempfile.mkdtemp(prefix=f".{os.path.basename(export_dir)}.tmp-", dir=parent)
+        try:
+            tf.saved_model.save(module, staging, signatures=signatures)
+            if os.path.lexists(export_dir):
+                old = staging + "-old"
+                os.rename(export_dir, old)
+                os.rename(staging, export_dir)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.rename(staging, export_dir)
+        finally:
+            if os.path.exists(staging):
+                shutil.rmtree(staging, ignore_errors=True)
     if verbose:
         print(f"Saved the serving model to {export_dir}: signatures {', '.join(signatures)}; input 'images' "
               f"uint8 [batch, height, width, {int(model.config.IMAGE_CHANNEL_COUNT)}]; masks={masks!r}.")

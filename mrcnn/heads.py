@@ -18,6 +18,7 @@ import tensorflow as tf
 from mrcnn.backbone import BatchNorm
 from mrcnn.graph_ops import shape_list
 from mrcnn.roi_align import PyramidROIAlign
+from mrcnn.winograd import WinogradMixin
 
 
 def _fold(inputs):
@@ -62,11 +63,12 @@ class _PerRoi:
 
 
 @keras.saving.register_keras_serializable(package="mrcnn")
-class RoiConv2D(_PerRoi, keras.layers.Conv2D):
+class RoiConv2D(_PerRoi, WinogradMixin, keras.layers.Conv2D):
     """Conv2D applied to each RoI: input [B, R, h, w, C] -> [B, R, h', w', filters] (channels-last).
 
     Same arguments and weights (kernel [kh, kw, C, filters], bias) as ``keras.layers.Conv2D``; a 4-D
-    input is convolved as by Conv2D. Replaces Matterport's ``TimeDistributed(Conv2D(...))``.
+    input is convolved as by Conv2D. Replaces Matterport's ``TimeDistributed(Conv2D(...))``. The mask
+    head's 3x3 float32 convolutions run by Winograd's F(2x2, 3x3) on CPU (``mrcnn.winograd``).
     """
 
     _base = keras.layers.Conv2D

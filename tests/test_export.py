@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 
 import mrcnn.model as modellib
-from mrcnn import utils
+from mrcnn import utils, winograd
 from mrcnn.config import Config
 from mrcnn.data import compose_image_meta, mold_image
 from mrcnn.datasets.shapes import small_backbone, small_backbone_shapes
@@ -202,7 +202,15 @@ _RELOAD_SCRIPT = textwrap.dedent("""
 """)
 
 
-def test_reloaded_without_mrcnn_matches_detect(model, exported, tmp_path):
+@pytest.fixture
+def direct_convolutions():
+    """detect() traced with the exported graph's plain convolutions (export_saved_model leaves Winograd out):
+    the ~2e-6 rounding difference would otherwise reorder this random model's near-tied detections."""
+    with winograd.disabled():
+        yield
+
+
+def test_reloaded_without_mrcnn_matches_detect(model, exported, tmp_path, direct_convolutions):
     assert "stale.txt" not in os.listdir(exported) and "saved_model.pb" in os.listdir(exported)
     rng = np.random.default_rng(11)
     tall = _image(rng, 90, 60)
@@ -307,3 +315,16 @@ def test_weights_are_stored_once(model, exported):
     stored = sum(os.path.getsize(os.path.join(exported, "variables", name))
                  for name in os.listdir(os.path.join(exported, "variables")))
     assert weight_bytes <= stored < 1.2 * weight_bytes
+
+
+def test_exported_graph_needs_no_xla(exported):
+    """Winograd's XLA-compiled transforms are left out of exports: the graph holds plain convolutions."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    saved = saved_model_pb2.SavedModel()
+    with open(os.path.join(exported, "saved_model.pb"), "rb") as f:
+        saved.ParseFromString(f.read())
+    graph = saved.meta_graphs[0].graph_def
+    functions = list(graph.library.function)
+    assert not [f.signature.name for f in functions if f.attr["_XlaMustCompile"].b]
+    assert sum(node.op == "Conv2D" for f in functions for node in f.node_def) >= 4 + 4 + 1  # FPN, mask, RPN
