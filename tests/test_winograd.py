@@ -1,4 +1,8 @@
 """Winograd F(2x2, 3x3) convolutions: the direct convolution's outputs and gradients; where they run."""
+import os
+import subprocess
+import sys
+
 import keras
 import numpy as np
 import pytest
@@ -116,3 +120,14 @@ def test_roi_conv_uses_winograd_per_roi():
     expected = direct(inputs.reshape(6, 6, 6, 5), layer.kernel) + layer.bias
     np.testing.assert_allclose(layer(inputs), np.reshape(expected, (2, 3, 6, 6, 4)), rtol=1e-4, atol=1e-4)
     assert winograd.supported(layer)
+
+
+def test_environment_variable_turns_it_off():
+    script = ("from mrcnn import winograd; from mrcnn.winograd import WinogradConv2D; "
+              "layer = WinogradConv2D(4, 3, padding='same'); layer.build((None, 8, 8, 5)); "
+              "print('SUPPORTED', winograd.supported(layer))")
+    env = dict(os.environ, MRCNN_WINOGRAD="0", TF_CPP_MIN_LOG_LEVEL="3")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "SUPPORTED False" in proc.stdout
