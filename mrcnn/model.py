@@ -63,6 +63,7 @@ from mrcnn.losses import (  # noqa: F401
     rpn_class_loss_graph,
     smooth_l1_loss,
 )
+from mrcnn.optimizer import ClippedMomentumSGD
 from mrcnn.proposals import ProposalLayer
 from mrcnn.roi_align import PyramidROIAlign
 from mrcnn.rpn import build_rpn_model, rpn_graph  # noqa: F401
@@ -449,14 +450,15 @@ class MaskRCNN:
 
     # ------------------------------------------------------------------ training
     def compile(self, learning_rate, momentum):
-        """SGD with momentum and gradient clipping; the losses live in the model's ``train_step``.
+        """SGD with momentum and per-tensor gradient clipping (``mrcnn.optimizer.ClippedMomentumSGD``: Keras'
+        SGD, fused); the losses live in the model's ``train_step``.
 
         Created in the strategy's scope. With MIXED_PRECISION "mixed_float16" the SGD is wrapped in a
         ``keras.optimizers.LossScaleOptimizer`` (dynamic loss scaling; bfloat16 needs none).
         """
         with self._strategy_scope():
-            optimizer = keras.optimizers.SGD(learning_rate=learning_rate, momentum=momentum,
-                                             clipnorm=self.config.GRADIENT_CLIP_NORM)
+            optimizer = ClippedMomentumSGD(learning_rate=learning_rate, momentum=momentum,
+                                           clipnorm=self.config.GRADIENT_CLIP_NORM)
             if self.config.MIXED_PRECISION == "mixed_float16":
                 optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
             self.keras_model.compile(optimizer=optimizer)

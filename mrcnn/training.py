@@ -135,12 +135,28 @@ class MaskRCNNTrainer(keras.Model):
             for name, value in named.items()])
         return total, named
 
-    def _weight_decay_term(self):
-        terms = [tf.reduce_sum(tf.square(tf.cast(w, tf.float32))) / tf.cast(tf.size(w), tf.float32)
-                 for w in self.trainable_weights if is_decayed(w)]
-        if not terms or self.weight_decay == 0:
-            return tf.constant(0.0)
-        return self.weight_decay * tf.add_n(terms)
+    def _weight_decay(self, gradients, variables, gradient_scale):
+        """Matterport's L2 weight decay, added to ``gradients`` explicitly: (value, gradients).
+
+        value = WEIGHT_DECAY * sum over decayed w of sum(w**2) / size(w); each decayed weight's gradient
+        gets ``gradient_scale * 2 * WEIGHT_DECAY / size(w) * w`` (the term's gradient, scaled like the
+        loss's). The same result as differentiating the term in the tape, in two element-wise ops per
+        weight instead of six, and the value in one ``L2Loss`` pass.
+        """
+        if self.weight_decay == 0:
+            return tf.constant(0.0), gradients
+        values, decayed_gradients = [], []
+        for gradient, weight in zip(gradients, variables):
+            if is_decayed(weight):
+                weight = tf.cast(weight, tf.float32)
+                size = tf.cast(tf.size(weight), tf.float32)
+                values.append(2.0 * tf.nn.l2_loss(weight) / size)
+                term = (gradient_scale * 2.0 * self.weight_decay / size) * weight
+                gradient = term if gradient is None else gradient + tf.cast(term, gradient.dtype)
+            decayed_gradients.append(gradient)
+        if not values:
+            return tf.constant(0.0), gradients
+        return self.weight_decay * tf.add_n(values), decayed_gradients
 
     def _update_metrics(self, total, named):
         self.loss_trackers[0].update_state(total)
@@ -158,10 +174,12 @@ class MaskRCNNTrainer(keras.Model):
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         with tf.GradientTape() as tape:
             total, named = self._compute_losses(x, training=True)
-            total = total + self._weight_decay_term()
             scaled = self.optimizer.scale_loss(total / replicas if replicas > 1 else total)
         variables = self.trainable_weights
         gradients = tape.gradient(scaled, variables)
+        decay, gradients = self._weight_decay(
+            gradients, variables, self.optimizer.scale_loss(tf.constant(1.0 / replicas)))
+        total = total + decay
         pairs = [(g, v) for g, v in zip(gradients, variables) if g is not None]
         if replicas > 1:
             gradients = _clip_like(self.optimizer, tf.distribute.get_replica_context().all_reduce(
