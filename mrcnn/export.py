@@ -25,7 +25,7 @@ import tempfile
 import numpy as np
 import tensorflow as tf
 
-from mrcnn import utils, winograd
+from mrcnn import cpu_kernels, utils
 
 MASK_FORMS = ("full", "boxes", "both")
 SUPPORTED_RESIZE_MODES = ("square", "pad64", "none")
@@ -359,9 +359,9 @@ def export_saved_model(model, export_dir, masks="full", overwrite=False, verbose
                               "version number) or pass overwrite=True to replace it.")
     parent = os.path.dirname(export_dir)
     os.makedirs(parent, exist_ok=True)
-    # Plain convolutions in the exported graph: Winograd's transforms are XLA-compiled functions, which a
-    # TF Serving build need not support.
-    with winograd.disabled():
+    # TensorFlow's plain convolutions and NMS in the exported graph: mrcnn's Winograd transforms and blocked
+    # NMS are XLA-compiled functions, which a TF Serving build need not support.
+    with cpu_kernels.disabled():
         module = ServingModule(model)
         if masks == "boxes":
             signatures = {"serving_default": module.detect_boxes.get_concrete_function()}

@@ -7,6 +7,7 @@ import numpy as np
 import tensorflow as tf
 
 from mrcnn.graph_ops import Float32Layer, apply_box_deltas_graph, clip_boxes_graph
+from mrcnn.nms import nms_indices
 
 
 @keras.saving.register_keras_serializable(package="mrcnn")
@@ -20,8 +21,9 @@ class ProposalLayer(Float32Layer):
 
     Per image: deltas x RPN_BBOX_STD_DEV; keep the top min(PRE_NMS_LIMIT, A) anchors by foreground
     score (ties: lower anchor index first); apply the deltas; clip to [0, 1]; greedy NMS dropping boxes
-    with IoU > ``nms_threshold``. Top-k, gathers, decoding and clipping run batched; NMS runs per image
-    (``tf.map_fn``). Matterport's semantics, computed without its per-image Python loop.
+    with IoU > ``nms_threshold`` (``mrcnn.nms.nms_indices``: TensorFlow's rule, blocked and XLA-compiled
+    on CPU). Top-k, gathers, decoding and clipping run batched; NMS runs per image (``tf.map_fn``).
+    Matterport's semantics, computed without its per-image Python loop.
 
     Construct with a Config (``ProposalLayer(1000, 0.7, config=config, name="ROI")``) or with
     ``pre_nms_limit`` and ``rpn_bbox_std_dev``; ``get_config`` stores these values, not the Config.
@@ -72,7 +74,7 @@ class ProposalLayer(Float32Layer):
             pre_nms = tf.minimum(self.pre_nms_limit, tf.shape(anchors)[1])
         else:
             pre_nms = min(self.pre_nms_limit, num_anchors)
-        scores, order = tf.math.top_k(scores, k=pre_nms, sorted=True)
+        _, order = tf.math.top_k(scores, k=pre_nms, sorted=True)
         deltas = tf.gather(deltas, order, batch_dims=1)
         anchors = tf.gather(anchors, order, batch_dims=1)
 
@@ -81,14 +83,12 @@ class ProposalLayer(Float32Layer):
 
         count = self.proposal_count
 
-        def nms(image):
-            image_boxes, image_scores = image
-            keep = tf.image.non_max_suppression(image_boxes, image_scores, count, self.nms_threshold,
-                                                name="rpn_non_max_suppression")
-            proposals = tf.gather(image_boxes, keep)
-            return tf.pad(proposals, [[0, count - tf.shape(proposals)[0]], [0, 0]])
+        def nms(image_boxes):
+            keep = nms_indices(image_boxes, count, self.nms_threshold)
+            # Slots after the last kept box (index -1) become zero boxes.
+            return tf.where((keep >= 0)[:, None], tf.gather(image_boxes, tf.maximum(keep, 0)), 0.0)
 
-        return tf.map_fn(nms, (boxes, scores), fn_output_signature=tf.TensorSpec([count, 4], tf.float32))
+        return tf.map_fn(nms, boxes, fn_output_signature=tf.TensorSpec([count, 4], tf.float32))
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0][0], self.proposal_count, 4)

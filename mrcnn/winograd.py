@@ -19,39 +19,29 @@ Used where the network has 3x3 'same' convolutions on 256-channel feature maps: 
 (``RoiConv2D``), the FPN's output convolutions (``WinogradConv2D``) and the RPN's shared convolution's
 forward pass. ``supported`` decides per call: float32 compute only (a mixed precision policy keeps
 oneDNN's half-precision convolutions), and not when TensorFlow sees a GPU (cuDNN picks its own
-algorithms). ``disabled()`` turns it off while a graph is traced (``export_saved_model`` uses it, so
-exported SavedModels hold plain convolutions and need no XLA at serving time); the environment variable
-``MRCNN_WINOGRAD=0`` turns it off for the process.
+algorithms). ``mrcnn.cpu_kernels.disabled()`` turns it off while a graph is traced
+(``export_saved_model`` uses it, so exported SavedModels hold plain convolutions and need no XLA at
+serving time); the environment variable ``MRCNN_WINOGRAD=0`` turns it off for the process.
 
 XLA compiles one program per input shape. Where the batch size is dynamic (the RoI count of the mask
 head changes every training step), batches above 8 are padded with zeros to a multiple of 4, so a
 training run compiles a dozen programs (about a second each) rather than one per RoI count.
 """
-import contextlib
-import functools
 import os
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from mrcnn import cpu_kernels
+
 # Kernel transform G (4x3) of F(2x2, 3x3); the input and output transforms are written out below.
 _G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]], np.float32)
 # G g G^T for all 16 points at once: row 4u + v, column 3a + b holds G[u, a] * G[v, b].
 _G_KRON = np.kron(_G, _G)
 
-_state = {"enabled": os.environ.get("MRCNN_WINOGRAD", "1") != "0"}
-
-
-@contextlib.contextmanager
-def disabled():
-    """Within this block, graphs traced by mrcnn's 3x3 convolution layers use the direct convolution."""
-    previous = _state["enabled"]
-    _state["enabled"] = False
-    try:
-        yield
-    finally:
-        _state["enabled"] = previous
+# MRCNN_WINOGRAD=0 turns Winograd off for the process; cpu_kernels.disabled() turns it off while tracing.
+_ENABLED_BY_ENVIRONMENT = os.environ.get("MRCNN_WINOGRAD", "1") != "0"
 
 
 def supported(layer):
@@ -60,15 +50,10 @@ def supported(layer):
     Needs a 3x3 kernel, stride 1, 'same' padding, no dilation or groups, channels-last, float32 compute
     dtype, Winograd enabled and no GPU visible to TensorFlow.
     """
-    return (_state["enabled"] and tuple(layer.kernel_size) == (3, 3) and tuple(layer.strides) == (1, 1)
+    return (_ENABLED_BY_ENVIRONMENT and cpu_kernels.enabled()
+            and tuple(layer.kernel_size) == (3, 3) and tuple(layer.strides) == (1, 1)
             and layer.padding == "same" and tuple(layer.dilation_rate) == (1, 1) and layer.groups == 1
-            and layer.data_format == "channels_last" and layer.compute_dtype == "float32"
-            and not _gpu_visible())
-
-
-@functools.cache
-def _gpu_visible():
-    return bool(tf.config.list_logical_devices("GPU"))
+            and layer.data_format == "channels_last" and layer.compute_dtype == "float32")
 
 
 def _bt(d0, d1, d2, d3):

@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 
 import mrcnn.model as modellib
-from mrcnn import utils, winograd
+from mrcnn import cpu_kernels, utils
 from mrcnn.config import Config
 from mrcnn.data import compose_image_meta, mold_image
 from mrcnn.datasets.shapes import small_backbone, small_backbone_shapes
@@ -206,7 +206,7 @@ _RELOAD_SCRIPT = textwrap.dedent("""
 def direct_convolutions():
     """detect() traced with the exported graph's plain convolutions (export_saved_model leaves Winograd out):
     the ~2e-6 rounding difference would otherwise reorder this random model's near-tied detections."""
-    with winograd.disabled():
+    with cpu_kernels.disabled():
         yield
 
 
