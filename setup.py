@@ -1,4 +1,5 @@
 """Install mrcnn: Mask R-CNN for TensorFlow 2.21 and Keras 3."""
+
 from pathlib import Path
 
 from setuptools import find_packages, setup
@@ -30,8 +31,14 @@ setup(
     install_requires=read_requirements(),
     entry_points={"console_scripts": ["mrcnn=mrcnn.cli:main"]},
     extras_require={
-        "test": ["pytest>=8", "hypothesis>=6.100", "ruff>=0.6", "nbclient>=0.10", "nbformat>=5.10",
-                 "ipykernel>=6.29"],
+        "test": [
+            "pytest>=8",
+            "hypothesis>=6.100",
+            "ruff>=0.6",
+            "nbclient>=0.10",
+            "nbformat>=5.10",
+            "ipykernel>=6.29",
+        ],
         "benchmark": ["torch==2.14.1", "torchvision==0.29.1"],
         # MP4/AVI colour-splash videos in samples/balloon (imageio's FFmpeg backend); GIF needs nothing.
         "video": ["av>=12"],

@@ -3,6 +3,7 @@
 Stands in for Matterport's balloon sample: 1-3 filled ellipses (class "balloon") of 5-22% of the image
 side over a noisy sky gradient, one class, ``mrcnn.utils.Dataset`` interface.
 """
+
 import numpy as np
 from skimage.draw import ellipse
 
@@ -28,8 +29,15 @@ class BalloonLikeDataset(Dataset):
                 ry, rx = rng.uniform(0.06, 0.22) * height, rng.uniform(0.05, 0.18) * width
                 cy, cx = rng.uniform(ry, height - ry), rng.uniform(rx, width - rx)
                 balloons.append((cy, cx, ry, rx, tuple(int(c) for c in rng.integers(40, 255, 3))))
-            self.add_image("balloon", image_id=i, path=None, height=height, width=width,
-                           balloons=balloons, noise_seed=int(rng.integers(2 ** 31)))
+            self.add_image(
+                "balloon",
+                image_id=i,
+                path=None,
+                height=height,
+                width=width,
+                balloons=balloons,
+                noise_seed=int(rng.integers(2**31)),
+            )
 
     def _visible_masks(self, info):
         masks = np.zeros((info["height"], info["width"], len(info["balloons"])), bool)

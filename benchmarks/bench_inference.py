@@ -24,6 +24,7 @@ Usage: python benchmarks/bench_inference.py [--size 1024] [--depth 101] [--batch
        [--json PATH] [--markdown PATH] [--note TEXT] [--stages] [--no-peer]
        [--precision float32|mixed_bfloat16] [--flops]
 """
+
 import argparse
 import datetime
 import importlib.util
@@ -67,6 +68,7 @@ def import_mrcnn():
     from mrcnn.config import Config
     from mrcnn.data import mold_image
     from mrcnn.model import MaskRCNN, build_backbone
+
     return keras, mrcnn, Config, MaskRCNN, build_backbone, mold_image
 
 
@@ -75,11 +77,21 @@ def make_config(Config, size, depth, batch, train_bn=False, precision=None):
 
     precision: None (float32) or a Keras mixed policy name for MIXED_PRECISION (e.g. "mixed_bfloat16").
     """
-    attrs = {"MIXED_PRECISION": precision,
-        "NAME": "coco", "GPU_COUNT": 1, "IMAGES_PER_GPU": batch, "NUM_CLASSES": NUM_CLASSES,
-        "BACKBONE": f"resnet{depth}", "IMAGE_RESIZE_MODE": "square", "IMAGE_MIN_DIM": size,
-        "IMAGE_MAX_DIM": size, "PRE_NMS_LIMIT": 6000, "POST_NMS_ROIS_INFERENCE": 1000,
-        "DETECTION_MAX_INSTANCES": 100, "DETECTION_MIN_CONFIDENCE": 0.0, "TRAIN_BN": train_bn,
+    attrs = {
+        "MIXED_PRECISION": precision,
+        "NAME": "coco",
+        "GPU_COUNT": 1,
+        "IMAGES_PER_GPU": batch,
+        "NUM_CLASSES": NUM_CLASSES,
+        "BACKBONE": f"resnet{depth}",
+        "IMAGE_RESIZE_MODE": "square",
+        "IMAGE_MIN_DIM": size,
+        "IMAGE_MAX_DIM": size,
+        "PRE_NMS_LIMIT": 6000,
+        "POST_NMS_ROIS_INFERENCE": 1000,
+        "DETECTION_MAX_INSTANCES": 100,
+        "DETECTION_MIN_CONFIDENCE": 0.0,
+        "TRAIN_BN": train_bn,
     }
     return type("CocoInferenceConfig", (Config,), attrs)()
 
@@ -88,10 +100,13 @@ def make_config(Config, size, depth, batch, train_bn=False, precision=None):
 #  Ours
 ############################################################
 
+
 def zero_box_regressors(keras_model):
     """Zero the kernels and biases of ``rpn_bbox_pred`` (inside ``rpn_model``) and ``mrcnn_bbox_fc``."""
-    for layer in (keras_model.get_layer("rpn_model").get_layer("rpn_bbox_pred"),
-                  keras_model.get_layer("mrcnn_bbox_fc")):
+    for layer in (
+        keras_model.get_layer("rpn_model").get_layer("rpn_bbox_pred"),
+        keras_model.get_layer("mrcnn_bbox_fc"),
+    ):
         layer.set_weights([np.zeros_like(w) for w in layer.get_weights()])
 
 
@@ -129,9 +144,11 @@ def check_detections(boxes, scores, classes, label):
     for box, score in zip(boxes, scores):
         if not (np.all(np.isfinite(box)) and np.all(np.isfinite(score))):
             raise RuntimeError(f"{label}: non-finite detections; the random network overflowed.")
-    return {"detections_per_image": [int(len(score)) for score in scores],
-            "distinct_classes_per_image": [int(len(np.unique(c))) for c in classes],
-            "top_score_per_image": [float(np.max(score)) if len(score) else None for score in scores]}
+    return {
+        "detections_per_image": [int(len(score)) for score in scores],
+        "distinct_classes_per_image": [int(len(np.unique(c))) for c in classes],
+        "top_score_per_image": [float(np.max(score)) if len(score) else None for score in scores],
+    }
 
 
 def graph_function(keras_model, config, summarize=False):
@@ -140,18 +157,22 @@ def graph_function(keras_model, config, summarize=False):
     summarize: return one float sum per output instead of the outputs, so that timing a cut of the
     graph does not include copying its (large) feature maps out.
     """
-    spec = [tf.TensorSpec([None, None, None, int(config.IMAGE_CHANNEL_COUNT)], tf.float32),
-            tf.TensorSpec([None, int(config.IMAGE_META_SIZE)], tf.float32),
-            tf.TensorSpec([None, None, 4], tf.float32)]
+    spec = [
+        tf.TensorSpec([None, None, None, int(config.IMAGE_CHANNEL_COUNT)], tf.float32),
+        tf.TensorSpec([None, int(config.IMAGE_META_SIZE)], tf.float32),
+        tf.TensorSpec([None, None, 4], tf.float32),
+    ]
 
     def call(images, metas, anchors):
         outputs = keras_model([images, metas, anchors], training=False)
         outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
         return [tf.reduce_sum(tf.cast(o, tf.float32)) for o in outputs] if summarize else outputs
+
     function = tf.function(call, input_signature=spec, autograph=False)
 
     def run(images, metas, anchors):
         return [output.numpy() for output in function(images, metas, anchors)]
+
     return run
 
 
@@ -175,9 +196,12 @@ def count_graph_flops(keras_model, graph_args):
     options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
     options["output"] = "none"
     profile = tf.compat.v1.profiler.profile(graph, options=options)
-    uncounted = [op.type for op in graph.get_operations()
-                 if op.type in ("Conv2D", "MatMul", "BatchMatMulV2", "Conv2DBackpropInput")
-                 and not op.outputs[0].shape.is_fully_defined()]
+    uncounted = [
+        op.type
+        for op in graph.get_operations()
+        if op.type in ("Conv2D", "MatMul", "BatchMatMulV2", "Conv2DBackpropInput")
+        and not op.outputs[0].shape.is_fully_defined()
+    ]
     return profile.total_float_ops, uncounted
 
 
@@ -188,16 +212,18 @@ def matmul_peak(size=2048, runs=7):
     product = tf.function(lambda x, y: tf.reduce_sum(tf.matmul(x, y)))
     product(a, b).numpy()
     seconds = median([timed(lambda: product(a, b).numpy())[0] for _ in range(runs)])
-    return 2.0 * size ** 3 / seconds
+    return 2.0 * size**3 / seconds
 
 
-STAGES = [("ResNet C2..C5", ["res2c_out", "res3d_out", "res4f_out|res4w_out", "res5c_out"]),
-          ("FPN P2..P6", ["fpn_p2", "fpn_p3", "fpn_p4", "fpn_p5", "fpn_p6"]),
-          ("RPN head (5 levels)", ["rpn_class", "rpn_bbox"]),
-          ("proposals (ProposalLayer)", ["ROI"]),
-          ("box head (RoIAlign + 2 convs + fc)", ["mrcnn_class", "mrcnn_bbox"]),
-          ("DetectionLayer", ["mrcnn_detection"]),
-          ("mask head (RoIAlign + convs) + outputs", None)]
+STAGES = [
+    ("ResNet C2..C5", ["res2c_out", "res3d_out", "res4f_out|res4w_out", "res5c_out"]),
+    ("FPN P2..P6", ["fpn_p2", "fpn_p3", "fpn_p4", "fpn_p5", "fpn_p6"]),
+    ("RPN head (5 levels)", ["rpn_class", "rpn_bbox"]),
+    ("proposals (ProposalLayer)", ["ROI"]),
+    ("box head (RoIAlign + 2 convs + fc)", ["mrcnn_class", "mrcnn_bbox"]),
+    ("DetectionLayer", ["mrcnn_detection"]),
+    ("mask head (RoIAlign + convs) + outputs", None),
+]
 """Graph cuts timed by ``--stages``: (stage, output layers of the cut ending it; "a|b" = a or b)."""
 
 
@@ -222,19 +248,30 @@ class OursBench:
         keras, _, Config, MaskRCNN, build_backbone, mold_image = mods
         keras.utils.set_random_seed(0)
         self.images = images
-        self.config = make_config(Config, args.size, args.depth, args.batch,
-                                  precision=None if args.precision == "float32" else args.precision)
-        self.model = MaskRCNN(mode="inference", config=self.config,
-                              model_dir=str(Path(args.model_dir).resolve()))
+        self.config = make_config(
+            Config,
+            args.size,
+            args.depth,
+            args.batch,
+            precision=None if args.precision == "float32" else args.precision,
+        )
+        self.model = MaskRCNN(
+            mode="inference", config=self.config, model_dir=str(Path(args.model_dir).resolve())
+        )
         zero_box_regressors(self.model.keras_model)
         self.calibrated = 0
         if not args.no_calibrate:
             config_bn = make_config(Config, args.size, args.depth, args.batch, train_bn=True)
-            self.calibrated = calibrate_backbone_bn(keras, self.model, config_bn, build_backbone, mold_image,
-                                                    np.random.default_rng(1))
+            self.calibrated = calibrate_backbone_bn(
+                keras, self.model, config_bn, build_backbone, mold_image, np.random.default_rng(1)
+            )
         self.warmup_s, results = timed(self.model.detect, images)
-        self.checks = check_detections([r["rois"] for r in results], [r["scores"] for r in results],
-                                       [r["class_ids"] for r in results], "ours")
+        self.checks = check_detections(
+            [r["rois"] for r in results],
+            [r["scores"] for r in results],
+            [r["class_ids"] for r in results],
+            "ours",
+        )
         self.molded, metas, self.windows = self.model.mold_inputs(images)
         anchors = self.model.get_anchors(self.molded[0].shape)
         anchors = np.broadcast_to(anchors, (len(self.molded),) + anchors.shape)
@@ -251,9 +288,12 @@ class OursBench:
         self.stage_times = {stage: [] for stage, _ in self.cuts}
 
     def _unmold_all(self, detections, mrcnn_mask):
-        return [self.model.unmold_detections(detections[i], mrcnn_mask[i], self.images[i].shape,
-                                             self.molded[i].shape, self.windows[i])
-                for i in range(len(self.images))]
+        return [
+            self.model.unmold_detections(
+                detections[i], mrcnn_mask[i], self.images[i].shape, self.molded[i].shape, self.windows[i]
+            )
+            for i in range(len(self.images))
+        ]
 
     def run(self):
         """One timed run: detect(), then its parts (mold, graph, unmold), then the graph cuts."""
@@ -270,18 +310,23 @@ class OursBench:
         stages, previous = [], 0.0
         for stage, values in self.stage_times.items():
             total = median(values)
-            stages.append({"stage": stage, "cumulative_s": total, "stage_s": total - previous,
-                           "runs_s": values})
+            stages.append(
+                {"stage": stage, "cumulative_s": total, "stage_s": total - previous, "runs_s": values}
+            )
             previous = total
         return {
-            "backbone_bn_layers_calibrated": self.calibrated, "warmup_s": self.warmup_s,
+            "backbone_bn_layers_calibrated": self.calibrated,
+            "warmup_s": self.warmup_s,
             **{f"{name}_s": values for name, values in self.times.items()},
             **{f"{name}_median_s": value for name, value in t.items()},
-            "detect_min_s": min(self.times["detect"]), "graph_min_s": min(self.times["graph"]),
+            "detect_min_s": min(self.times["detect"]),
+            "graph_min_s": min(self.times["graph"]),
             "post_processing_share": (t["mold"] + t["unmold"]) / t["detect"],
             **self.checks,
-            "tf_threads": {"intra_op": tf.config.threading.get_intra_op_parallelism_threads(),
-                           "inter_op": tf.config.threading.get_inter_op_parallelism_threads()},
+            "tf_threads": {
+                "intra_op": tf.config.threading.get_intra_op_parallelism_threads(),
+                "inter_op": tf.config.threading.get_inter_op_parallelism_threads(),
+            },
             "stages": stages,
         }
 
@@ -289,6 +334,7 @@ class OursBench:
 ############################################################
 #  Peer (torchvision)
 ############################################################
+
 
 def replicated_peer_build(depth, size, num_classes):
     """torchvision_peer.build(depth, size, num_classes), for when the shared tool is absent.
@@ -301,19 +347,30 @@ def replicated_peer_build(depth, size, num_classes):
 
     def norm(channels):
         return torch.nn.BatchNorm2d(channels, momentum=None)
-    backbone = resnet_fpn_backbone(backbone_name=f"resnet{depth}", weights=None, trainable_layers=5,
-                                   norm_layer=norm)
+
+    backbone = resnet_fpn_backbone(
+        backbone_name=f"resnet{depth}", weights=None, trainable_layers=5, norm_layer=norm
+    )
     with torch.no_grad():
         backbone.train()
         backbone(torch.rand(2, 3, 256, 256))
         backbone.eval()
     anchors = {}
     if size <= 256:
-        anchors["rpn_anchor_generator"] = AnchorGenerator(sizes=((8,), (16,), (32,), (64,), (128,)),
-                                                          aspect_ratios=((0.5, 1.0, 2.0),) * 5)
-    model = MaskRCNN(backbone, num_classes=num_classes, min_size=size, max_size=size,
-                     rpn_pre_nms_top_n_test=6000, rpn_post_nms_top_n_test=1000,
-                     box_score_thresh=0.0, box_detections_per_img=100, **anchors)
+        anchors["rpn_anchor_generator"] = AnchorGenerator(
+            sizes=((8,), (16,), (32,), (64,), (128,)), aspect_ratios=((0.5, 1.0, 2.0),) * 5
+        )
+    model = MaskRCNN(
+        backbone,
+        num_classes=num_classes,
+        min_size=size,
+        max_size=size,
+        rpn_pre_nms_top_n_test=6000,
+        rpn_post_nms_top_n_test=1000,
+        box_score_thresh=0.0,
+        box_detections_per_img=100,
+        **anchors,
+    )
     with torch.no_grad():
         for layer in (model.rpn.head.bbox_pred, model.roi_heads.box_predictor.bbox_pred):
             layer.weight.zero_()
@@ -358,8 +415,10 @@ class PeerBench:
         self.tensors = [torch.from_numpy(image).permute(2, 0, 1).float().div(255.0) for image in images]
         with torch.inference_mode():
             self.warmup_s, outputs = timed(self.model, self.tensors)
-        self.checks = check_detections(*[[output[key].numpy() for output in outputs]
-                                         for key in ("boxes", "scores", "labels")], "torchvision")
+        self.checks = check_detections(
+            *[[output[key].numpy() for output in outputs] for key in ("boxes", "scores", "labels")],
+            "torchvision",
+        )
         self.pre.seconds = self.post.seconds = 0.0
         self.times = []
 
@@ -369,12 +428,17 @@ class PeerBench:
 
     def summary(self):
         return {
-            "build": self.source, "warmup_s": self.warmup_s, "model_s": self.times,
-            "model_median_s": median(self.times), "model_min_s": min(self.times),
+            "build": self.source,
+            "warmup_s": self.warmup_s,
+            "model_s": self.times,
+            "model_median_s": median(self.times),
+            "model_min_s": min(self.times),
             "pre_post_share": (self.pre.seconds + self.post.seconds) / sum(self.times),
             **self.checks,
-            "torch_threads": {"intra_op": torch.get_num_threads(),
-                              "inter_op": torch.get_num_interop_threads()},
+            "torch_threads": {
+                "intra_op": torch.get_num_threads(),
+                "inter_op": torch.get_num_interop_threads(),
+            },
         }
 
 
@@ -382,58 +446,85 @@ class PeerBench:
 #  Report
 ############################################################
 
+
 def table(report):
     """The result table as Markdown lines."""
     ours, peer = report["ours"], report.get("peer")
     s = report["settings"]
     head = f"R{s['depth']}-FPN, {s['size']} px, batch {s['batch']}, median of {s['runs']} runs"
-    lines = [f"**{head}** (seconds per batch)", "",
-             "| ours detect() | ours graph only | torchvision | ratio ours/torchvision "
-             "| ours post-processing share | torchvision pre+post share |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        f"**{head}** (seconds per batch)",
+        "",
+        "| ours detect() | ours graph only | torchvision | ratio ours/torchvision "
+        "| ours post-processing share | torchvision pre+post share |",
+        "|---|---|---|---|---|---|",
+    ]
     peer_s = f"{peer['model_median_s']:.3f}" if peer else "n/a"
     ratio = f"{ours['detect_median_s'] / peer['model_median_s']:.2f}" if peer else "n/a"
     peer_share = f"{100 * peer['pre_post_share']:.1f} %" if peer else "n/a"
-    lines.append(f"| {ours['detect_median_s']:.3f} | {ours['graph_median_s']:.3f} | {peer_s} | {ratio} "
-                 f"| {100 * ours['post_processing_share']:.1f} % | {peer_share} |")
+    lines.append(
+        f"| {ours['detect_median_s']:.3f} | {ours['graph_median_s']:.3f} | {peer_s} | {ratio} "
+        f"| {100 * ours['post_processing_share']:.1f} % | {peer_share} |"
+    )
     if report.get("flops"):
         f = report["flops"]
-        lines += ["", f"Ours: {f['graph_flops_per_image'] / 1e9:.1f} GFLOP per image (TensorFlow profiler, "
-                  "convolutions counted as direct ones); "
-                  f"graph only at {f['achieved_flops'] / 1e9:.1f} GFLOP/s = "
-                  f"{100 * f['fraction_of_peak']:.0f} % of this machine's float32 matmul peak "
-                  f"({f['matmul_peak_flops'] / 1e9:.1f} GFLOP/s, 2048² TensorFlow matmul, same run)."]
+        lines += [
+            "",
+            f"Ours: {f['graph_flops_per_image'] / 1e9:.1f} GFLOP per image (TensorFlow profiler, "
+            "convolutions counted as direct ones); "
+            f"graph only at {f['achieved_flops'] / 1e9:.1f} GFLOP/s = "
+            f"{100 * f['fraction_of_peak']:.0f} % of this machine's float32 matmul peak "
+            f"({f['matmul_peak_flops'] / 1e9:.1f} GFLOP/s, 2048² TensorFlow matmul, same run).",
+        ]
     if ours["stages"]:
-        lines += ["", "Ours, graph stages (median seconds per batch):", "", "| stage | seconds | share |",
-                  "|---|---|---|"]
+        lines += [
+            "",
+            "Ours, graph stages (median seconds per batch):",
+            "",
+            "| stage | seconds | share |",
+            "|---|---|---|",
+        ]
         total = ours["stages"][-1]["cumulative_s"]
-        lines += [f"| {st['stage']} | {st['stage_s']:.3f} | {100 * st['stage_s'] / total:.1f} % |"
-                  for st in ours["stages"]]
+        lines += [
+            f"| {st['stage']} | {st['stage_s']:.3f} | {100 * st['stage_s'] / total:.1f} % |"
+            for st in ours["stages"]
+        ]
     return lines
 
 
 def markdown(report):
     m, ours, peer = report["machine"], report["ours"], report.get("peer")
     lines = [f"# Inference benchmark, CPU ({report['date']})", ""] + table(report) + [""]
-    lines += [f"- Machine: {m['cpu']}, {m['cores_available']} cores available; load average at start "
-              f"{m['loadavg_start']}, at end {report['loadavg_end']}.",
-              f"- Threads: TensorFlow intra {ours['tf_threads']['intra_op']} / inter "
-              f"{ours['tf_threads']['inter_op']}"
-              + (f"; torch intra {peer['torch_threads']['intra_op']} / inter "
-                 f"{peer['torch_threads']['inter_op']}" if peer else "") + ".",
-              f"- Versions: python {m['python']}, tensorflow {m['tensorflow']}, keras {m['keras']}, "
-              f"torch {m['torch']}, torchvision {m['torchvision']}, mrcnn {m['mrcnn']} "
-              f"(commit {m['mrcnn_commit']}).",
-              f"- Detections per image: ours {ours['detections_per_image']} (distinct classes "
-              f"{ours['distinct_classes_per_image']}, top score {ours['top_score_per_image']})"
-              + (f", torchvision {peer['detections_per_image']} (distinct classes "
-                 f"{peer['distinct_classes_per_image']}, top score {peer['top_score_per_image']})"
-                 if peer else "") + ".",
-              f"- Fastest run: ours detect() {ours['detect_min_s']:.3f} s, graph {ours['graph_min_s']:.3f} s"
-              + (f", torchvision {peer['model_min_s']:.3f} s" if peer else "") + ".",
-              f"- Ours: mold {ours['mold_median_s']:.3f} s, unmold {ours['unmold_median_s']:.3f} s, "
-              f"warm-up (tracing) {ours['warmup_s']:.1f} s; backbone BN layers calibrated: "
-              f"{ours['backbone_bn_layers_calibrated']}."]
+    lines += [
+        f"- Machine: {m['cpu']}, {m['cores_available']} cores available; load average at start "
+        f"{m['loadavg_start']}, at end {report['loadavg_end']}.",
+        f"- Threads: TensorFlow intra {ours['tf_threads']['intra_op']} / inter "
+        f"{ours['tf_threads']['inter_op']}"
+        + (
+            f"; torch intra {peer['torch_threads']['intra_op']} / inter {peer['torch_threads']['inter_op']}"
+            if peer
+            else ""
+        )
+        + ".",
+        f"- Versions: python {m['python']}, tensorflow {m['tensorflow']}, keras {m['keras']}, "
+        f"torch {m['torch']}, torchvision {m['torchvision']}, mrcnn {m['mrcnn']} "
+        f"(commit {m['mrcnn_commit']}).",
+        f"- Detections per image: ours {ours['detections_per_image']} (distinct classes "
+        f"{ours['distinct_classes_per_image']}, top score {ours['top_score_per_image']})"
+        + (
+            f", torchvision {peer['detections_per_image']} (distinct classes "
+            f"{peer['distinct_classes_per_image']}, top score {peer['top_score_per_image']})"
+            if peer
+            else ""
+        )
+        + ".",
+        f"- Fastest run: ours detect() {ours['detect_min_s']:.3f} s, graph {ours['graph_min_s']:.3f} s"
+        + (f", torchvision {peer['model_min_s']:.3f} s" if peer else "")
+        + ".",
+        f"- Ours: mold {ours['mold_median_s']:.3f} s, unmold {ours['unmold_median_s']:.3f} s, "
+        f"warm-up (tracing) {ours['warmup_s']:.1f} s; backbone BN layers calibrated: "
+        f"{ours['backbone_bn_layers_calibrated']}.",
+    ]
     if peer:
         lines.append(f"- torchvision setup: {peer['build']}; warm-up {peer['warmup_s']:.1f} s.")
     if report.get("note"):
@@ -452,14 +543,27 @@ def parse_args(argv=None):
     p.add_argument("--note", default="", help="free text stored in the report (e.g. machine load)")
     p.add_argument("--stages", action="store_true", help="also time our graph stage by stage")
     p.add_argument("--no-peer", action="store_true", help="time ours only")
-    p.add_argument("--flops", action="store_true",
-                   help="count our graph's FLOPs and measure the matmul peak: achieved fraction of peak")
-    p.add_argument("--precision", default="float32", choices=["float32", "mixed_bfloat16"],
-                   help="our compute precision (Config.MIXED_PRECISION); the peer stays float32")
-    p.add_argument("--no-calibrate", action="store_true",
-                   help="keep Keras' identity BN statistics in our backbone (see calibrate_backbone_bn)")
-    p.add_argument("--model-dir", default=str(REPO / "benchmarks" / "logs"),
-                   help="MaskRCNN model_dir (inference writes nothing there)")
+    p.add_argument(
+        "--flops",
+        action="store_true",
+        help="count our graph's FLOPs and measure the matmul peak: achieved fraction of peak",
+    )
+    p.add_argument(
+        "--precision",
+        default="float32",
+        choices=["float32", "mixed_bfloat16"],
+        help="our compute precision (Config.MIXED_PRECISION); the peer stays float32",
+    )
+    p.add_argument(
+        "--no-calibrate",
+        action="store_true",
+        help="keep Keras' identity BN statistics in our backbone (see calibrate_backbone_bn)",
+    )
+    p.add_argument(
+        "--model-dir",
+        default=str(REPO / "benchmarks" / "logs"),
+        help="MaskRCNN model_dir (inference writes nothing there)",
+    )
     args = p.parse_args(argv)
     if args.size <= 0 or args.size % 64:
         p.error(f"--size must be a positive multiple of 64 (got {args.size}).")
@@ -474,22 +578,38 @@ def main(argv=None):
     set_tf_threads(cores)
     use_peer = not args.no_peer and torch is not None
     if not args.no_peer and torch is None:
-        print("torch/torchvision not installed: timing ours only. For the torchvision comparison: "
-              'pip install -e ".[benchmark]"')
+        print(
+            "torch/torchvision not installed: timing ours only. For the torchvision comparison: "
+            'pip install -e ".[benchmark]"'
+        )
     if use_peer:
         torch.set_num_threads(cores)
         torch.set_num_interop_threads(cores)
     mods = import_mrcnn()
-    report = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "note": args.note,
-              "settings": {"size": args.size, "depth": args.depth, "batch": args.batch, "runs": args.runs,
-                           "precision": args.precision,
-                           "calibrated": not args.no_calibrate},
-              "machine": machine_info(cores)}
-    print(f"{report['machine']['cpu']}, {cores} cores; TensorFlow threads intra/inter "
-          f"{tf.config.threading.get_intra_op_parallelism_threads()}/"
-          f"{tf.config.threading.get_inter_op_parallelism_threads()}"
-          + (f"; torch threads intra/inter {torch.get_num_threads()}/{torch.get_num_interop_threads()}"
-             if use_peer else ""), flush=True)
+    report = {
+        "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        "note": args.note,
+        "settings": {
+            "size": args.size,
+            "depth": args.depth,
+            "batch": args.batch,
+            "runs": args.runs,
+            "precision": args.precision,
+            "calibrated": not args.no_calibrate,
+        },
+        "machine": machine_info(cores),
+    }
+    print(
+        f"{report['machine']['cpu']}, {cores} cores; TensorFlow threads intra/inter "
+        f"{tf.config.threading.get_intra_op_parallelism_threads()}/"
+        f"{tf.config.threading.get_inter_op_parallelism_threads()}"
+        + (
+            f"; torch threads intra/inter {torch.get_num_threads()}/{torch.get_num_interop_threads()}"
+            if use_peer
+            else ""
+        ),
+        flush=True,
+    )
 
     rng = np.random.default_rng(0)
     images = [rng.integers(0, 256, (args.size, args.size, 3), dtype=np.uint8) for _ in range(args.batch)]
@@ -508,15 +628,22 @@ def main(argv=None):
         flops, uncounted = count_graph_flops(benches["ours"].model.keras_model, benches["ours"].graph_args)
         peak = matmul_peak()
         achieved = flops / report["ours"]["graph_median_s"]
-        report["flops"] = {"graph_flops_per_batch": flops, "graph_flops_per_image": flops / args.batch,
-                           "uncounted_matmul_conv_ops": uncounted, "matmul_peak_flops": peak,
-                           "achieved_flops": achieved, "fraction_of_peak": achieved / peak}
+        report["flops"] = {
+            "graph_flops_per_batch": flops,
+            "graph_flops_per_image": flops / args.batch,
+            "uncounted_matmul_conv_ops": uncounted,
+            "matmul_peak_flops": peak,
+            "achieved_flops": achieved,
+            "fraction_of_peak": achieved / peak,
+        }
     report["loadavg_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
 
     for name, side in (("ours", report["ours"]), ("torchvision", report.get("peer"))):
         if side and any(count != 100 for count in side["detections_per_image"]):
-            print(f"warning: {name} kept {side['detections_per_image']} detections, not 100 per image: "
-                  "the two sides do different work.")
+            print(
+                f"warning: {name} kept {side['detections_per_image']} detections, not 100 per image: "
+                "the two sides do different work."
+            )
     print("\n".join(table(report)))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)

@@ -50,6 +50,7 @@ Usage: python benchmarks/bench_training.py [--preset shapes|balloon] [--depth 50
        [--precision float32|mixed_bfloat16] [--peer-precision float32|bfloat16] [--flops] [--json PATH]
        [--markdown PATH] [--note TEXT] [--no-peer]
 """
+
 import argparse
 import datetime
 import importlib.util
@@ -93,6 +94,7 @@ def import_mrcnn():
     from mrcnn.model import MaskRCNN
     from mrcnn.utils import extract_bboxes
     from samples.shapes import shapes
+
     return keras, mrcnn, MaskRCNN, MaskRCNNSequence, extract_bboxes, shapes
 
 
@@ -105,10 +107,15 @@ def make_config(shapes, args):
     """
     from mrcnn.config import Config
 
-    attrs = {"IMAGES_PER_GPU": args.batch, "TRAIN_ROIS_PER_IMAGE": args.rois,
-             "ROI_POSITIVE_RATIO": args.roi_positive_ratio, "IMAGE_MIN_DIM": args.size,
-             "IMAGE_MAX_DIM": args.size, "TRAIN_BN": True,
-             "MIXED_PRECISION": None if args.precision == "float32" else args.precision}
+    attrs = {
+        "IMAGES_PER_GPU": args.batch,
+        "TRAIN_ROIS_PER_IMAGE": args.rois,
+        "ROI_POSITIVE_RATIO": args.roi_positive_ratio,
+        "IMAGE_MIN_DIM": args.size,
+        "IMAGE_MAX_DIM": args.size,
+        "TRAIN_BN": True,
+        "MIXED_PRECISION": None if args.precision == "float32" else args.precision,
+    }
     if args.preset == "balloon":
         base = Config
         attrs.update(NAME="balloon_like", NUM_CLASSES=PRESETS["balloon"]["num_classes"])
@@ -136,6 +143,7 @@ def make_dataset(shapes, args):
 ############################################################
 #  Input pipeline and ours
 ############################################################
+
 
 def build_batches(sequence, count):
     """The first ``count`` batches of ``sequence`` and the seconds each ``__getitem__`` took."""
@@ -173,12 +181,18 @@ class OursBench:
     def summary(self, batch):
         med = median(self.times)
         return {
-            "warmup_s": self.warmup_s, "step_s": self.times, "step_median_s": med,
-            "step_min_s": min(self.times), "images_per_s": batch / med,
+            "warmup_s": self.warmup_s,
+            "step_s": self.times,
+            "step_median_s": med,
+            "step_min_s": min(self.times),
+            "images_per_s": batch / med,
             "trainable_weights": self.trainable_weights,
-            "loss_first": self.first_loss, "losses_last": {k: float(v) for k, v in self.logs.items()},
-            "tf_threads": {"intra_op": tf.config.threading.get_intra_op_parallelism_threads(),
-                           "inter_op": tf.config.threading.get_inter_op_parallelism_threads()},
+            "loss_first": self.first_loss,
+            "losses_last": {k: float(v) for k, v in self.logs.items()},
+            "tf_threads": {
+                "intra_op": tf.config.threading.get_intra_op_parallelism_threads(),
+                "inter_op": tf.config.threading.get_inter_op_parallelism_threads(),
+            },
         }
 
 
@@ -214,8 +228,11 @@ def count_training_flops(keras_model, inputs):
 
     stages = {"backbone": 0, "fpn": 0, "rpn": 0, "box head": 0, "mask head": 0}
     first_conv = sparse_forward = 0
-    layers = [layer for layer in keras_model._flatten_layers(include_self=False, recursive=True)
-              if isinstance(layer, (keras.layers.Conv2D, keras.layers.Conv2DTranspose, keras.layers.Dense))]
+    layers = [
+        layer
+        for layer in keras_model._flatten_layers(include_self=False, recursive=True)
+        if isinstance(layer, (keras.layers.Conv2D, keras.layers.Conv2DTranspose, keras.layers.Dense))
+    ]
     originals = {}
 
     def recorder(layer):
@@ -228,13 +245,22 @@ def count_training_flops(keras_model, inputs):
             if isinstance(layer, SparseGradientConv2D):
                 sparse_forward += flops
             name = layer.name
-            stage = ("mask head" if name.startswith("mrcnn_mask") else
-                     "box head" if name.startswith(("mrcnn_class", "mrcnn_bbox")) else
-                     "fpn" if name.startswith("fpn_") else "rpn" if name.startswith("rpn_") else "backbone")
+            stage = (
+                "mask head"
+                if name.startswith("mrcnn_mask")
+                else "box head"
+                if name.startswith(("mrcnn_class", "mrcnn_bbox"))
+                else "fpn"
+                if name.startswith("fpn_")
+                else "rpn"
+                if name.startswith("rpn_")
+                else "backbone"
+            )
             stages[stage] += flops
             if first_conv == 0:  # the graph runs its layers in order: the first is the image's conv
                 first_conv = flops
             return y
+
         return recording_call
 
     for layer in layers:
@@ -245,8 +271,11 @@ def count_training_flops(keras_model, inputs):
     finally:
         for layer, call in originals.items():
             layer.call = call
-    positives = int(outputs[keras_model.output_names.index("mrcnn_mask")].shape[1]) \
-        if "mrcnn_mask" in keras_model.output_names else None
+    positives = (
+        int(outputs[keras_model.output_names.index("mrcnn_mask")].shape[1])
+        if "mrcnn_mask" in keras_model.output_names
+        else None
+    )
     skipped_backward = 2 * sparse_forward * (1.0 - active_anchor_positions(keras_model, inputs))
     return 3 * sum(stages.values()) - first_conv - skipped_backward, stages, positives
 
@@ -298,11 +327,14 @@ def count_peer_flops(peer):
 #  Peer: torchvision
 ############################################################
 
+
 def load_peer_build():
     """``build`` of the shared torchvision_peer.py beside the repository (FileNotFoundError if absent)."""
     if not PEER_PATH.is_file():
-        raise FileNotFoundError(f"{PEER_PATH} not found: the torchvision peer needs the shared tool beside "
-                                "the repository; run with --no-peer to time ours only.")
+        raise FileNotFoundError(
+            f"{PEER_PATH} not found: the torchvision peer needs the shared tool beside "
+            "the repository; run with --no-peer to time ours only."
+        )
     spec = importlib.util.spec_from_file_location("torchvision_peer", PEER_PATH)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -322,9 +354,13 @@ def peer_batch(dataset, image_ids, extract_bboxes):
         boxes = extract_bboxes(masks)[:, [1, 0, 3, 2]]  # (y1, x1, y2, x2) -> (x1, y1, x2, y2)
         images.append(torch.from_numpy(image).permute(2, 0, 1).float().div(255.0))
         masks = np.ascontiguousarray(masks.transpose(2, 0, 1), dtype=np.uint8)
-        targets.append({"boxes": torch.from_numpy(boxes.astype(np.float32)),
-                        "labels": torch.from_numpy(class_ids.astype(np.int64)),
-                        "masks": torch.from_numpy(masks)})
+        targets.append(
+            {
+                "boxes": torch.from_numpy(boxes.astype(np.float32)),
+                "labels": torch.from_numpy(class_ids.astype(np.int64)),
+                "masks": torch.from_numpy(masks),
+            }
+        )
     return images, targets
 
 
@@ -333,14 +369,19 @@ class PeerBench:
 
     def __init__(self, args, dataset, extract_bboxes, count):
         torch.manual_seed(0)
-        self.model = load_peer_build()(args.depth, args.size, PRESETS[args.preset]["num_classes"],
-                                       args.rois).train()
+        self.model = load_peer_build()(
+            args.depth, args.size, PRESETS[args.preset]["num_classes"], args.rois
+        ).train()
         self.model.roi_heads.fg_bg_sampler.positive_fraction = args.roi_positive_ratio
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=PEER_LEARNING_RATE, momentum=MOMENTUM)
         self.bfloat16 = args.peer_precision == "bfloat16"
         ids = dataset.image_ids
-        self.batches = [peer_batch(dataset, [ids[(i * args.batch + k) % len(ids)] for k in range(args.batch)],
-                                   extract_bboxes) for i in range(count)]
+        self.batches = [
+            peer_batch(
+                dataset, [ids[(i * args.batch + k) % len(ids)] for k in range(args.batch)], extract_bboxes
+            )
+            for i in range(count)
+        ]
         self.warmup_s, self.first_loss = timed(self._train, 0)
         self.times = []
 
@@ -361,17 +402,25 @@ class PeerBench:
     def summary(self, batch):
         med = median(self.times)
         return {
-            "build": str(PEER_PATH), "warmup_s": self.warmup_s, "step_s": self.times, "step_median_s": med,
-            "step_min_s": min(self.times), "images_per_s": batch / med,
-            "loss_first": self.first_loss, "losses_last": self.last_losses,
-            "torch_threads": {"intra_op": torch.get_num_threads(),
-                              "inter_op": torch.get_num_interop_threads()},
+            "build": str(PEER_PATH),
+            "warmup_s": self.warmup_s,
+            "step_s": self.times,
+            "step_median_s": med,
+            "step_min_s": min(self.times),
+            "images_per_s": batch / med,
+            "loss_first": self.first_loss,
+            "losses_last": self.last_losses,
+            "torch_threads": {
+                "intra_op": torch.get_num_threads(),
+                "inter_op": torch.get_num_interop_threads(),
+            },
         }
 
 
 ############################################################
 #  Report
 ############################################################
+
 
 def table(report):
     """The result table as Markdown lines."""
@@ -380,31 +429,44 @@ def table(report):
     ours_net += f" {s.get('precision', 'float32')}"
     peer_net = f", torchvision R{s['depth']}-FPN {s.get('peer_precision', 'float32')}" if peer else ""
     preset = "balloon-like" if s.get("preset") == "balloon" else "shapes"
-    head = (f"ours {ours_net}{peer_net}, {preset}, {s['size']} px, batch {s['batch']}, "
-            f"{s['rois']} RoIs/image (positive ratio {s.get('roi_positive_ratio', 0.33)} both), "
-            f"median of {s['steps']} steps after {s.get('warm_steps', 0)} warm training steps")
-    lines = [f"**{head}**", "",
-             "| ours s/step | ours img/s | torchvision s/step | torchvision img/s "
-             "| ratio ours/torchvision img/s | input batches/s (1 thread) | input ÷ our training steps/s |",
-             "|---|---|---|---|---|---|---|"]
+    head = (
+        f"ours {ours_net}{peer_net}, {preset}, {s['size']} px, batch {s['batch']}, "
+        f"{s['rois']} RoIs/image (positive ratio {s.get('roi_positive_ratio', 0.33)} both), "
+        f"median of {s['steps']} steps after {s.get('warm_steps', 0)} warm training steps"
+    )
+    lines = [
+        f"**{head}**",
+        "",
+        "| ours s/step | ours img/s | torchvision s/step | torchvision img/s "
+        "| ratio ours/torchvision img/s | input batches/s (1 thread) | input ÷ our training steps/s |",
+        "|---|---|---|---|---|---|---|",
+    ]
     peer_s = f"{peer['step_median_s']:.3f}" if peer else "n/a"
     peer_ips = f"{peer['images_per_s']:.2f}" if peer else "n/a"
     ratio = f"{report['ratio_ours_over_torchvision_img_s']:.2f}" if peer else "n/a"
-    lines.append(f"| {ours['step_median_s']:.3f} | {ours['images_per_s']:.2f} | {peer_s} | {peer_ips} "
-                 f"| {ratio} | {inp['batches_per_s']:.2f} | {inp['ratio_to_training_steps_per_s']:.1f} |")
+    lines.append(
+        f"| {ours['step_median_s']:.3f} | {ours['images_per_s']:.2f} | {peer_s} | {peer_ips} "
+        f"| {ratio} | {inp['batches_per_s']:.2f} | {inp['ratio_to_training_steps_per_s']:.1f} |"
+    )
     if report.get("flops"):
         f = report["flops"]
-        text = (f"Training FLOPs per step (convolutions and matmuls, counted as direct convolutions: the "
-                f"Winograd layers multiply less, so rates are effective ones): ours "
-                f"{f['ours_training_flops_per_step'] / 1e9:.0f} GFLOP (positive RoIs "
-                f"{', '.join(str(p) for p in f['ours_positive_rois'])}) at "
-                f"{f['ours_flops_per_s'] / 1e9:.0f} GFLOP/s")
+        text = (
+            f"Training FLOPs per step (convolutions and matmuls, counted as direct convolutions: the "
+            f"Winograd layers multiply less, so rates are effective ones): ours "
+            f"{f['ours_training_flops_per_step'] / 1e9:.0f} GFLOP (positive RoIs "
+            f"{', '.join(str(p) for p in f['ours_positive_rois'])}) at "
+            f"{f['ours_flops_per_s'] / 1e9:.0f} GFLOP/s"
+        )
         if "peer_training_flops_per_step" in f:
-            text += (f"; torchvision {f['peer_training_flops_per_step'] / 1e9:.0f} GFLOP (torch's "
-                     f"FlopCounterMode, batch 0) at {f['peer_flops_per_s'] / 1e9:.0f} GFLOP/s")
-        text += (f". A mask-head-like 3x3 convolution's training step runs at "
-                 f"{f['conv_throughput_flops_per_s'] / 1e9:.0f} GFLOP/s here: ours uses "
-                 f"{100 * f['ours_fraction_of_conv_throughput']:.0f}% of it")
+            text += (
+                f"; torchvision {f['peer_training_flops_per_step'] / 1e9:.0f} GFLOP (torch's "
+                f"FlopCounterMode, batch 0) at {f['peer_flops_per_s'] / 1e9:.0f} GFLOP/s"
+            )
+        text += (
+            f". A mask-head-like 3x3 convolution's training step runs at "
+            f"{f['conv_throughput_flops_per_s'] / 1e9:.0f} GFLOP/s here: ours uses "
+            f"{100 * f['ours_fraction_of_conv_throughput']:.0f}% of it"
+        )
         if "peer_fraction_of_conv_throughput" in f:
             text += f", torchvision {100 * f['peer_fraction_of_conv_throughput']:.0f}%"
         lines += ["", text + "."]
@@ -414,30 +476,40 @@ def table(report):
 def markdown(report):
     m, s, ours, peer = report["machine"], report["settings"], report["ours"], report.get("peer")
     lines = [f"# Training benchmark, CPU ({report['date']})", ""] + table(report) + [""]
-    start, end = (" / ".join(f"{x:.2f}" for x in load)
-                  for load in (m["loadavg_start"], report["loadavg_end"]))
-    lines += [f"- Machine: {m['cpu']}, {m['cores_available']} cores available; load average (1 / 5 / 15 min) "
-              f"at start {start}, at end {end}.",
-              f"- Threads: TensorFlow intra {ours['tf_threads']['intra_op']} / inter "
-              f"{ours['tf_threads']['inter_op']}"
-              + (f"; torch intra {peer['torch_threads']['intra_op']} / inter "
-                 f"{peer['torch_threads']['inter_op']}" if peer else "") + ".",
-              f"- Versions: python {m['python']}, tensorflow {m['tensorflow']}, keras {m['keras']}, "
-              f"torch {m['torch']}, torchvision {m['torchvision']}, mrcnn {m['mrcnn']} "
-              f"(commit {m['mrcnn_commit']}).",
-              f"- Ours: config {s['config']} (TRAIN_BN True, every layer trainable: "
-              f"{ours['trainable_weights']} weights), warm-up (tracing) {ours['warmup_s']:.1f} s, "
-              f"fastest step {ours['step_min_s']:.3f} s, loss {ours['loss_first']:.3f} at warm-up, "
-              f"{ours['losses_last']['loss']:.3f} after the last step.",
-              f"- Input pipeline: median {report['input_pipeline']['batch_median_s']:.3f} s per batch of "
-              f"{s['batch']} (MaskRCNNSequence.__getitem__, {report['input_pipeline']['batches']} batches)."]
+    start, end = (
+        " / ".join(f"{x:.2f}" for x in load) for load in (m["loadavg_start"], report["loadavg_end"])
+    )
+    lines += [
+        f"- Machine: {m['cpu']}, {m['cores_available']} cores available; load average (1 / 5 / 15 min) "
+        f"at start {start}, at end {end}.",
+        f"- Threads: TensorFlow intra {ours['tf_threads']['intra_op']} / inter "
+        f"{ours['tf_threads']['inter_op']}"
+        + (
+            f"; torch intra {peer['torch_threads']['intra_op']} / inter {peer['torch_threads']['inter_op']}"
+            if peer
+            else ""
+        )
+        + ".",
+        f"- Versions: python {m['python']}, tensorflow {m['tensorflow']}, keras {m['keras']}, "
+        f"torch {m['torch']}, torchvision {m['torchvision']}, mrcnn {m['mrcnn']} "
+        f"(commit {m['mrcnn_commit']}).",
+        f"- Ours: config {s['config']} (TRAIN_BN True, every layer trainable: "
+        f"{ours['trainable_weights']} weights), warm-up (tracing) {ours['warmup_s']:.1f} s, "
+        f"fastest step {ours['step_min_s']:.3f} s, loss {ours['loss_first']:.3f} at warm-up, "
+        f"{ours['losses_last']['loss']:.3f} after the last step.",
+        f"- Input pipeline: median {report['input_pipeline']['batch_median_s']:.3f} s per batch of "
+        f"{s['batch']} (MaskRCNNSequence.__getitem__, {report['input_pipeline']['batches']} batches).",
+    ]
     if peer:
-        lines.append(f"- torchvision: {peer['build']}; warm-up {peer['warmup_s']:.1f} s, fastest step "
-                     f"{peer['step_min_s']:.3f} s, loss {peer['loss_first']:.3f} at warm-up, "
-                     f"{sum(peer['losses_last'].values()):.3f} after the last step.")
+        lines.append(
+            f"- torchvision: {peer['build']}; warm-up {peer['warmup_s']:.1f} s, fastest step "
+            f"{peer['step_min_s']:.3f} s, loss {peer['loss_first']:.3f} at warm-up, "
+            f"{sum(peer['losses_last'].values()):.3f} after the last step."
+        )
         if s["backbone"] == "small":
-            lines.append("- The backbones differ (ours small, torchvision ResNet): the ratio is not like "
-                         "for like.")
+            lines.append(
+                "- The backbones differ (ours small, torchvision ResNet): the ratio is not like for like."
+            )
     if report.get("note"):
         lines.append(f"- Note: {report['note']}")
     return "\n".join(lines) + "\n"
@@ -451,44 +523,81 @@ def flops_report(args, ours, peer, timed_from, ours_step_s, peer_step_s):
     counts = [count_training_flops(ours.model.keras_model, ours.batches[i]) for i in indices]
     flops = float(np.mean([c[0] for c in counts]))
     forward = {stage: float(np.mean([c[1][stage] for c in counts])) for stage in counts[0][1]}
-    result = {"ours_training_flops_per_step": flops, "ours_forward_flops_by_stage": forward,
-              "ours_positive_rois": [c[2] for c in counts], "ours_flops_per_s": flops / ours_step_s,
-              "conv_throughput_flops_per_s": conv_throughput()}
-    result["ours_fraction_of_conv_throughput"] = (result["ours_flops_per_s"]
-                                                  / result["conv_throughput_flops_per_s"])
+    result = {
+        "ours_training_flops_per_step": flops,
+        "ours_forward_flops_by_stage": forward,
+        "ours_positive_rois": [c[2] for c in counts],
+        "ours_flops_per_s": flops / ours_step_s,
+        "conv_throughput_flops_per_s": conv_throughput(),
+    }
+    result["ours_fraction_of_conv_throughput"] = (
+        result["ours_flops_per_s"] / result["conv_throughput_flops_per_s"]
+    )
     if peer:
         result["peer_training_flops_per_step"] = float(count_peer_flops(peer))
         result["peer_flops_per_s"] = result["peer_training_flops_per_step"] / peer_step_s
-        result["peer_fraction_of_conv_throughput"] = (result["peer_flops_per_s"]
-                                                      / result["conv_throughput_flops_per_s"])
+        result["peer_fraction_of_conv_throughput"] = (
+            result["peer_flops_per_s"] / result["conv_throughput_flops_per_s"]
+        )
     return result
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--preset", default="shapes", choices=sorted(PRESETS),
-                   help="shapes: 128 px, batch 8, 32 RoIs; balloon: 512 px balloon-like, batch 2, 200 RoIs")
+    p.add_argument(
+        "--preset",
+        default="shapes",
+        choices=sorted(PRESETS),
+        help="shapes: 128 px, batch 8, 32 RoIs; balloon: 512 px balloon-like, batch 2, 200 RoIs",
+    )
     p.add_argument("--depth", type=int, default=50, choices=[50, 101], help="ResNet depth")
-    p.add_argument("--backbone", default="resnet50", choices=["resnet50", "small"],
-                   help="ours: ResNet of --depth (resnet50) or the shapes sample's small backbone (small)")
+    p.add_argument(
+        "--backbone",
+        default="resnet50",
+        choices=["resnet50", "small"],
+        help="ours: ResNet of --depth (resnet50) or the shapes sample's small backbone (small)",
+    )
     p.add_argument("--size", type=int, help="square image side in pixels, multiple of 64 (preset's)")
     p.add_argument("--batch", type=int, help="images per step, IMAGES_PER_GPU (preset's)")
     p.add_argument("--rois", type=int, help="sampled RoIs per image, TRAIN_ROIS_PER_IMAGE (preset's)")
-    p.add_argument("--precision", default="float32", choices=["float32", "mixed_bfloat16"],
-                   help="ours: Config.MIXED_PRECISION (default float32)")
-    p.add_argument("--peer-precision", default="float32", choices=["float32", "bfloat16"],
-                   help="torchvision: bfloat16 runs its forward pass under torch.autocast (default float32)")
-    p.add_argument("--roi-positive-ratio", type=float, default=0.33,
-                   help="both sides: at most int(rois * ratio) positive RoIs per image (default 0.33, "
-                        "Matterport's ROI_POSITIVE_RATIO; torchvision's default is 0.25)")
-    p.add_argument("--warm-steps", type=int, default=0,
-                   help="untimed training steps of each side before the timed ones (default 0)")
+    p.add_argument(
+        "--precision",
+        default="float32",
+        choices=["float32", "mixed_bfloat16"],
+        help="ours: Config.MIXED_PRECISION (default float32)",
+    )
+    p.add_argument(
+        "--peer-precision",
+        default="float32",
+        choices=["float32", "bfloat16"],
+        help="torchvision: bfloat16 runs its forward pass under torch.autocast (default float32)",
+    )
+    p.add_argument(
+        "--roi-positive-ratio",
+        type=float,
+        default=0.33,
+        help="both sides: at most int(rois * ratio) positive RoIs per image (default 0.33, "
+        "Matterport's ROI_POSITIVE_RATIO; torchvision's default is 0.25)",
+    )
+    p.add_argument(
+        "--warm-steps",
+        type=int,
+        default=0,
+        help="untimed training steps of each side before the timed ones (default 0)",
+    )
     p.add_argument("--steps", type=int, default=5, help="timed steps after one warm-up; the median is kept")
-    p.add_argument("--input-batches", type=int, default=10,
-                   help="batches timed for the input pipeline (at least --steps + 1 are built)")
-    p.add_argument("--flops", action="store_true",
-                   help="count both sides' training FLOPs per step and measure this machine's convolution "
-                        "throughput: the fraction of the machine each side's step uses")
+    p.add_argument(
+        "--input-batches",
+        type=int,
+        default=10,
+        help="batches timed for the input pipeline (at least --steps + 1 are built)",
+    )
+    p.add_argument(
+        "--flops",
+        action="store_true",
+        help="count both sides' training FLOPs per step and measure this machine's convolution "
+        "throughput: the fraction of the machine each side's step uses",
+    )
     p.add_argument("--json", help="write the full report (machine, settings, all timings) here")
     p.add_argument("--markdown", help="write the table and machine notes as Markdown here")
     p.add_argument("--note", default="", help="free text stored in the report (e.g. machine load)")
@@ -517,35 +626,55 @@ def main(argv=None):
     tf.config.threading.set_inter_op_parallelism_threads(cores)
     use_peer = not args.no_peer and torch is not None
     if not args.no_peer and torch is None:
-        print("torch/torchvision not installed: timing ours only. For the torchvision comparison install "
-              "torch==2.14.1 torchvision==0.29.1 (or run with /root/bench-venv/bin/python).")
+        print(
+            "torch/torchvision not installed: timing ours only. For the torchvision comparison install "
+            "torch==2.14.1 torchvision==0.29.1 (or run with /root/bench-venv/bin/python)."
+        )
     if use_peer:
         torch.set_num_threads(cores)
         torch.set_num_interop_threads(cores)
     keras, mrcnn, MaskRCNN, MaskRCNNSequence, extract_bboxes, shapes = import_mrcnn()
     config = make_config(shapes, args)
-    report = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "note": args.note,
-              "settings": {"preset": args.preset, "precision": args.precision,
-                           "peer_precision": args.peer_precision,
-                           "depth": args.depth, "backbone": args.backbone, "size": args.size,
-                           "batch": args.batch, "rois": args.rois, "steps": args.steps,
-                           "warm_steps": args.warm_steps, "roi_positive_ratio": args.roi_positive_ratio,
-                           "config": type(config).__mro__[1].__name__, "dataset_images": DATASET_IMAGES,
-                           "learning_rate": LEARNING_RATE, "peer_learning_rate": PEER_LEARNING_RATE,
-                           "momentum": MOMENTUM},
-              "machine": machine_info(cores)}
+    report = {
+        "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        "note": args.note,
+        "settings": {
+            "preset": args.preset,
+            "precision": args.precision,
+            "peer_precision": args.peer_precision,
+            "depth": args.depth,
+            "backbone": args.backbone,
+            "size": args.size,
+            "batch": args.batch,
+            "rois": args.rois,
+            "steps": args.steps,
+            "warm_steps": args.warm_steps,
+            "roi_positive_ratio": args.roi_positive_ratio,
+            "config": type(config).__mro__[1].__name__,
+            "dataset_images": DATASET_IMAGES,
+            "learning_rate": LEARNING_RATE,
+            "peer_learning_rate": PEER_LEARNING_RATE,
+            "momentum": MOMENTUM,
+        },
+        "machine": machine_info(cores),
+    }
     print(f"{report['machine']['cpu']}, {cores} cores, load average {report['machine']['loadavg_start']}")
-    print(f"threads: TensorFlow intra {tf.config.threading.get_intra_op_parallelism_threads()} / inter "
-          f"{tf.config.threading.get_inter_op_parallelism_threads()}"
-          + (f"; torch intra {torch.get_num_threads()} / inter {torch.get_num_interop_threads()}"
-             if use_peer else ""))
+    print(
+        f"threads: TensorFlow intra {tf.config.threading.get_intra_op_parallelism_threads()} / inter "
+        f"{tf.config.threading.get_inter_op_parallelism_threads()}"
+        + (
+            f"; torch intra {torch.get_num_threads()} / inter {torch.get_num_interop_threads()}"
+            if use_peer
+            else ""
+        )
+    )
 
     dataset = make_dataset(shapes, args)
     timed_from = 1 + args.warm_steps  # batch 0 warms up (tracing), then the warm training steps
     count = max(timed_from + args.steps, args.input_batches + 1)
     sequence = MaskRCNNSequence(dataset, config, steps=count, seed=0, workers=1)
     batches, input_s = build_batches(sequence, count)
-    input_s = input_s[1:args.input_batches + 1]  # batch 0 warms up lazy imports and caches
+    input_s = input_s[1 : args.input_batches + 1]  # batch 0 warms up lazy imports and caches
     print(f"input pipeline: {len(input_s)} batches, median {median(input_s):.3f} s/batch")
 
     with tempfile.TemporaryDirectory() as model_dir:
@@ -573,25 +702,37 @@ def main(argv=None):
 
     report["ours"] = ours.summary(args.batch)
     if args.flops:
-        report["flops"] = flops_report(args, ours, peer, timed_from, report["ours"]["step_median_s"],
-                                       peer.summary(args.batch)["step_median_s"] if peer else None)
+        report["flops"] = flops_report(
+            args,
+            ours,
+            peer,
+            timed_from,
+            report["ours"]["step_median_s"],
+            peer.summary(args.batch)["step_median_s"] if peer else None,
+        )
     steps_per_s = 1.0 / report["ours"]["step_median_s"]
     input_med = median(input_s)
-    report["input_pipeline"] = {"batches": len(input_s), "batch_s": input_s, "batch_median_s": input_med,
-                                "batches_per_s": 1.0 / input_med,
-                                "ratio_to_training_steps_per_s": 1.0 / input_med / steps_per_s}
+    report["input_pipeline"] = {
+        "batches": len(input_s),
+        "batch_s": input_s,
+        "batch_median_s": input_med,
+        "batches_per_s": 1.0 / input_med,
+        "ratio_to_training_steps_per_s": 1.0 / input_med / steps_per_s,
+    }
     if peer:
         report["peer"] = peer.summary(args.batch)
-        report["ratio_ours_over_torchvision_img_s"] = (report["ours"]["images_per_s"]
-                                                       / report["peer"]["images_per_s"])
+        report["ratio_ours_over_torchvision_img_s"] = (
+            report["ours"]["images_per_s"] / report["peer"]["images_per_s"]
+        )
     report["loadavg_end"] = list(os.getloadavg())
     finals = {"ours": report["ours"]["losses_last"]["loss"]}
     if peer:
         finals["torchvision"] = sum(report["peer"]["losses_last"].values())
     for name, value in finals.items():
         if not np.isfinite(value):
-            print(f"WARNING: {name} loss is not finite ({value}); the timings may not reflect normal "
-                  "training.")
+            print(
+                f"WARNING: {name} loss is not finite ({value}); the timings may not reflect normal training."
+            )
 
     print()
     print("\n".join(table(report)))

@@ -7,6 +7,7 @@ mAP@0.5 and mAP@[.5:.95]) and prints the two results, their difference and the d
 Usage: python benchmarks/bf16_accuracy.py --logs LOGS [--weights PATH] [--images 100] [--json PATH]
        (train a checkpoint first, e.g. python samples/shapes/shapes.py train --logs LOGS --minutes 15)
 """
+
 import argparse
 import json
 import os
@@ -43,10 +44,14 @@ def main(argv=None):
     f32, bf16 = report["float32"], report["mixed_bfloat16"]
     for name in ("float32", "mixed_bfloat16"):
         r = report[name]
-        print(f"{name:15} mask mAP@0.5 {r['mAP@0.5']:.4f}  mAP@[.5:.95] {r['mAP@[.5:.95]']:.4f}  "
-              f"{1000 * r['seconds'] / r['images']:.0f} ms per image (evaluation loop)")
-    print(f"difference (bf16 - f32): mAP@0.5 {bf16['mAP@0.5'] - f32['mAP@0.5']:+.4f}, "
-          f"mAP@[.5:.95] {bf16['mAP@[.5:.95]'] - f32['mAP@[.5:.95]']:+.4f}")
+        print(
+            f"{name:15} mask mAP@0.5 {r['mAP@0.5']:.4f}  mAP@[.5:.95] {r['mAP@[.5:.95]']:.4f}  "
+            f"{1000 * r['seconds'] / r['images']:.0f} ms per image (evaluation loop)"
+        )
+    print(
+        f"difference (bf16 - f32): mAP@0.5 {bf16['mAP@0.5'] - f32['mAP@0.5']:+.4f}, "
+        f"mAP@[.5:.95] {bf16['mAP@[.5:.95]'] - f32['mAP@[.5:.95]']:+.4f}"
+    )
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")

@@ -3,6 +3,7 @@
 Import torch (if used) before TensorFlow in the scripts themselves: the other order segfaults with
 torch 2.14.1 + TF 2.21. This module imports neither.
 """
+
 import os
 import platform
 import statistics
@@ -48,12 +49,18 @@ def machine_info(cores):
     except OSError:
         pass
     try:
-        commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True,
-                                text=True, check=True).stdout.strip()
+        commit = subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         commit = None
-    info = {"cpu": cpu, "cores_available": cores, "cpu_count": os.cpu_count(),
-            "platform": platform.platform(), "python": platform.python_version()}
+    info = {
+        "cpu": cpu,
+        "cores_available": cores,
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+    }
     for name in ("numpy", "tensorflow", "keras", "mrcnn", "torch", "torchvision"):
         info[name] = _version(name)
     info["mrcnn_commit"] = commit

@@ -26,6 +26,7 @@ memory. Needs torch and torchvision (``pip install -e ".[benchmark]"``).
 Usage: python benchmarks/shapes_accuracy.py [--minutes 15] [--depth 50] [--roi-positive-ratio 0.33]
        [--json PATH] [--markdown PATH]
 """
+
 import argparse
 import datetime
 import json
@@ -61,6 +62,7 @@ STEADY_FROM = 20  # steps left out of the steady-state median step time
 
 def shapes_dataset(count, seed):
     from mrcnn.datasets.shapes import make_dataset
+
     return make_dataset(count, seed, SIZE)
 
 
@@ -68,11 +70,20 @@ def our_configs(depth, roi_positive_ratio):
     """(training, inference) configs: ShapesConfig with ResNet-{depth}, trained BN, the shared settings."""
     from mrcnn.datasets.shapes import ShapesConfig
 
-    attrs = {"NAME": f"shapes_r{depth}", "BACKBONE": f"resnet{depth}", "TRAIN_BN": True,
-             "IMAGES_PER_GPU": BATCH, "TRAIN_ROIS_PER_IMAGE": ROIS, "ROI_POSITIVE_RATIO": roi_positive_ratio,
-             "LEARNING_RATE": LEARNING_RATE,
-             "LEARNING_MOMENTUM": MOMENTUM, "WEIGHT_DECAY": WEIGHT_DECAY, "GRADIENT_CLIP_NORM": CLIP_NORM,
-             "DETECTION_MIN_CONFIDENCE": SCORE_THRESHOLD, "DETECTION_MAX_INSTANCES": MAX_DETECTIONS}
+    attrs = {
+        "NAME": f"shapes_r{depth}",
+        "BACKBONE": f"resnet{depth}",
+        "TRAIN_BN": True,
+        "IMAGES_PER_GPU": BATCH,
+        "TRAIN_ROIS_PER_IMAGE": ROIS,
+        "ROI_POSITIVE_RATIO": roi_positive_ratio,
+        "LEARNING_RATE": LEARNING_RATE,
+        "LEARNING_MOMENTUM": MOMENTUM,
+        "WEIGHT_DECAY": WEIGHT_DECAY,
+        "GRADIENT_CLIP_NORM": CLIP_NORM,
+        "DETECTION_MIN_CONFIDENCE": SCORE_THRESHOLD,
+        "DETECTION_MAX_INSTANCES": MAX_DETECTIONS,
+    }
     train_config = type("AccuracyShapesConfig", (ShapesConfig,), attrs)
     return train_config(), train_config()
 
@@ -95,16 +106,24 @@ def train_ours(args, train_set, val_set, logs):
             losses.append(float(logs["loss"]) if logs and "loss" in logs else float("nan"))
 
     start = time.monotonic()
-    model.train(train_set, val_set, learning_rate=LEARNING_RATE, epochs=10_000, layers="all",
-                custom_callbacks=[StopAfterMinutes(args.minutes), RecordSteps()], verbose=0)
+    model.train(
+        train_set,
+        val_set,
+        learning_rate=LEARNING_RATE,
+        epochs=10_000,
+        layers="all",
+        custom_callbacks=[StopAfterMinutes(args.minutes), RecordSteps()],
+        verbose=0,
+    )
     seconds = time.monotonic() - start
     weights = model.find_last()
     inference = modellib.MaskRCNN(mode="inference", config=inference_config, model_dir=logs)
     inference.load_weights(weights, by_name=True)
     # Step durations between consecutive batch ends; an epoch's end (validation, checkpoint) falls into
     # the next epoch's first step, so the median leaves it out.
-    return inference, summary(losses, np.diff([start] + step_ends), seconds,
-                              weights=os.path.basename(weights))
+    return inference, summary(
+        losses, np.diff([start] + step_ends), seconds, weights=os.path.basename(weights)
+    )
 
 
 def summary(losses, step_seconds, seconds, **extra):
@@ -112,12 +131,17 @@ def summary(losses, step_seconds, seconds, **extra):
 
     The median leaves out the first ``STEADY_FROM`` steps (the first half in runs shorter than twice that).
     """
-    steady = step_seconds[min(STEADY_FROM, len(step_seconds) // 2):]
-    return {"steps": len(losses), "images_seen": len(losses) * BATCH, "train_seconds": seconds,
-            "images_per_s": len(losses) * BATCH / seconds,
-            "steady_step_median_s": float(np.median(steady)) if len(steady) else None,
-            "step_s": [round(float(t), 4) for t in step_seconds],
-            "last_loss": losses[-1] if losses else None, **extra}
+    steady = step_seconds[min(STEADY_FROM, len(step_seconds) // 2) :]
+    return {
+        "steps": len(losses),
+        "images_seen": len(losses) * BATCH,
+        "train_seconds": seconds,
+        "images_per_s": len(losses) * BATCH / seconds,
+        "steady_step_median_s": float(np.median(steady)) if len(steady) else None,
+        "step_s": [round(float(t), 4) for t in step_seconds],
+        "last_loss": losses[-1] if losses else None,
+        **extra,
+    }
 
 
 def train_peer(args, train_set):
@@ -127,8 +151,9 @@ def train_peer(args, train_set):
     torch.manual_seed(TRAIN_SEED)
     model = load_peer_build()(args.depth, SIZE, NUM_CLASSES, ROIS).train()
     model.roi_heads.fg_bg_sampler.positive_fraction = args.roi_positive_ratio
-    optimizer = torch.optim.SGD(model.parameters(), lr=LEARNING_RATE, momentum=MOMENTUM,
-                                weight_decay=WEIGHT_DECAY)
+    optimizer = torch.optim.SGD(
+        model.parameters(), lr=LEARNING_RATE, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY
+    )
     rng = np.random.default_rng(TRAIN_SEED)
     order, position, losses, step_seconds = rng.permutation(train_set.image_ids), 0, [], []
     start = time.monotonic()
@@ -136,7 +161,7 @@ def train_peer(args, train_set):
         step_start = time.monotonic()
         if position + BATCH > len(order):
             order, position = rng.permutation(train_set.image_ids), 0
-        images, targets = peer_batch(train_set, order[position:position + BATCH], extract_bboxes)
+        images, targets = peer_batch(train_set, order[position : position + BATCH], extract_bboxes)
         position += BATCH
         loss = sum(model(images, targets).values())
         if not torch.isfinite(loss):
@@ -165,43 +190,58 @@ class PeerDetector:
     def detect(self, images):
         """uint8 [H, W, 3] images -> dicts of rois (y1, x1, y2, x2) px, class_ids, scores, masks [H, W, N]."""
         with torch.inference_mode():
-            outputs = self.model([torch.from_numpy(image).permute(2, 0, 1).float().div(255.0)
-                                  for image in images])
+            outputs = self.model(
+                [torch.from_numpy(image).permute(2, 0, 1).float().div(255.0) for image in images]
+            )
         results = []
         for output in outputs:
             boxes = output["boxes"].numpy()[:, [1, 0, 3, 2]]
             masks = (output["masks"][:, 0] >= 0.5).numpy().transpose(1, 2, 0)
-            results.append({"rois": np.round(boxes).astype(np.int32),
-                            "class_ids": output["labels"].numpy().astype(np.int32),
-                            "scores": output["scores"].numpy().astype(np.float32), "masks": masks})
+            results.append(
+                {
+                    "rois": np.round(boxes).astype(np.int32),
+                    "class_ids": output["labels"].numpy().astype(np.int32),
+                    "scores": output["scores"].numpy().astype(np.float32),
+                    "masks": masks,
+                }
+            )
         return results
 
 
 def markdown(report):
     s, ours, peer = report["settings"], report["ours"], report["torchvision"]
-    lines = [f"# Shapes accuracy at equal training time, CPU ({report['date']})", "",
-             f"**R{s['depth']}-FPN both, {s['minutes']:g} minutes of training each from scratch, "
-             f"{s['test_images']} held-out images**", "",
-             "| | mask mAP@0.5 | mask mAP@[.5:.95] | training img/s (whole run) | images seen "
-             f"| median step after {s.get('steady_from', STEADY_FROM)} (s) | peak memory (MB) |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        f"# Shapes accuracy at equal training time, CPU ({report['date']})",
+        "",
+        f"**R{s['depth']}-FPN both, {s['minutes']:g} minutes of training each from scratch, "
+        f"{s['test_images']} held-out images**",
+        "",
+        "| | mask mAP@0.5 | mask mAP@[.5:.95] | training img/s (whole run) | images seen "
+        f"| median step after {s.get('steady_from', STEADY_FROM)} (s) | peak memory (MB) |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for name, side in (("mrcnn", ours), ("torchvision", peer)):
-        lines.append(f"| {name} | {side['mAP@0.5']:.3f} | {side['mAP@[.5:.95]']:.3f} | "
-                     f"{side['images_per_s']:.2f} | {side['images_seen']} | "
-                     f"{side['steady_step_median_s']:.3f} | {side['peak_rss_mb']:.0f} |")
+        lines.append(
+            f"| {name} | {side['mAP@0.5']:.3f} | {side['mAP@[.5:.95]']:.3f} | "
+            f"{side['images_per_s']:.2f} | {side['images_seen']} | "
+            f"{side['steady_step_median_s']:.3f} | {side['peak_rss_mb']:.0f} |"
+        )
     m = report["machine"]
-    lines += ["", f"- Ratios ours / torchvision: mAP@0.5 {report['ratios']['mAP@0.5']}, mAP@[.5:.95] "
-              f"{report['ratios']['mAP@[.5:.95]']}, training img/s {report['ratios']['images_per_s']:.2f} "
-              f"(whole run), {report['ratios']['steady_step_images_per_s']:.2f} (median steps).",
-              "- Each side trained and was scored in its own Python process, one after the other.",
-              f"- Settings: {s['train_images']} training images, batch {BATCH}, {ROIS} RoIs/image (at most "
-              f"int({ROIS} * {s.get('roi_positive_ratio', 0.33)}) positive, both), SGD "
-              f"{LEARNING_RATE} momentum {MOMENTUM} weight decay {WEIGHT_DECAY} (each library's form), "
-              f"per-tensor clip {CLIP_NORM}, trained BatchNorm; detections: score >= {SCORE_THRESHOLD}, "
-              f"at most {MAX_DETECTIONS}.",
-              f"- Machine: {m['cpu']}, {m['cores_available']} cores; tensorflow {m['tensorflow']}, keras "
-              f"{m['keras']}, torch {m['torch']}, torchvision {m['torchvision']}, mrcnn commit "
-              f"{m['mrcnn_commit']}."]
+    lines += [
+        "",
+        f"- Ratios ours / torchvision: mAP@0.5 {report['ratios']['mAP@0.5']}, mAP@[.5:.95] "
+        f"{report['ratios']['mAP@[.5:.95]']}, training img/s {report['ratios']['images_per_s']:.2f} "
+        f"(whole run), {report['ratios']['steady_step_images_per_s']:.2f} (median steps).",
+        "- Each side trained and was scored in its own Python process, one after the other.",
+        f"- Settings: {s['train_images']} training images, batch {BATCH}, {ROIS} RoIs/image (at most "
+        f"int({ROIS} * {s.get('roi_positive_ratio', 0.33)}) positive, both), SGD "
+        f"{LEARNING_RATE} momentum {MOMENTUM} weight decay {WEIGHT_DECAY} (each library's form), "
+        f"per-tensor clip {CLIP_NORM}, trained BatchNorm; detections: score >= {SCORE_THRESHOLD}, "
+        f"at most {MAX_DETECTIONS}.",
+        f"- Machine: {m['cpu']}, {m['cores_available']} cores; tensorflow {m['tensorflow']}, keras "
+        f"{m['keras']}, torch {m['torch']}, torchvision {m['torchvision']}, mrcnn commit "
+        f"{m['mrcnn_commit']}.",
+    ]
     if report.get("note"):
         lines.append(f"- Note: {report['note']}")
     return "\n".join(lines) + "\n"
@@ -239,8 +279,18 @@ def run_in_subprocess(side, argv):
     """``run_side`` for ``side`` in a fresh Python process (nothing left over from the other side)."""
     with tempfile.TemporaryDirectory() as folder:
         result_path = Path(folder) / f"{side}.json"
-        subprocess.run([sys.executable, str(Path(__file__).resolve()), *argv, "--side", side,
-                        "--side-result", str(result_path)], check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                str(Path(__file__).resolve()),
+                *argv,
+                "--side",
+                side,
+                "--side-result",
+                str(result_path),
+            ],
+            check=True,
+        )
         return json.loads(result_path.read_text())
 
 
@@ -251,8 +301,12 @@ def main(argv=None):
     p.add_argument("--depth", type=int, default=50, choices=[50, 101], help="ResNet depth of both")
     p.add_argument("--train-images", type=int, default=2000)
     p.add_argument("--test-images", type=int, default=100)
-    p.add_argument("--roi-positive-ratio", type=float, default=0.33,
-                   help="both sides' cap on positive RoIs per image, as a fraction of the 32 (default 0.33)")
+    p.add_argument(
+        "--roi-positive-ratio",
+        type=float,
+        default=0.33,
+        help="both sides' cap on positive RoIs per image, as a fraction of the 32 (default 0.33)",
+    )
     p.add_argument("--json", help="write the report here")
     p.add_argument("--markdown", help="write the table here")
     p.add_argument("--note", default="", help="free text stored in the report")
@@ -260,7 +314,7 @@ def main(argv=None):
     p.add_argument("--side-result", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if torch is None:
-        p.error("torch and torchvision are needed: pip install -e \".[benchmark]\"")
+        p.error('torch and torchvision are needed: pip install -e ".[benchmark]"')
     if args.minutes <= 0 or min(args.train_images, args.test_images) < BATCH:
         p.error(f"--minutes must be > 0 and the image counts at least {BATCH}.")
     if not 0 < args.roi_positive_ratio <= 1:
@@ -272,18 +326,32 @@ def main(argv=None):
     sys.path.insert(0, str(REPO))
     import mrcnn  # noqa: F401  (version for the report)
 
-    report = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "note": args.note,
-              "settings": {"depth": args.depth, "minutes": args.minutes, "train_images": args.train_images,
-                           "test_images": args.test_images, "size": SIZE, "batch": BATCH, "rois": ROIS,
-                           "roi_positive_ratio": args.roi_positive_ratio, "steady_from": STEADY_FROM,
-                           "processes": "one per side"},
-              "machine": machine_info(core_count())}
+    report = {
+        "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        "note": args.note,
+        "settings": {
+            "depth": args.depth,
+            "minutes": args.minutes,
+            "train_images": args.train_images,
+            "test_images": args.test_images,
+            "size": SIZE,
+            "batch": BATCH,
+            "rois": ROIS,
+            "roi_positive_ratio": args.roi_positive_ratio,
+            "steady_from": STEADY_FROM,
+            "processes": "one per side",
+        },
+        "machine": machine_info(core_count()),
+    }
     report["ours"] = run_in_subprocess("ours", argv)
     report["torchvision"] = run_in_subprocess("torchvision", argv)
-    report["ratios"] = {key: ratio(report["ours"][key], report["torchvision"][key])
-                        for key in ("mAP@0.5", "mAP@[.5:.95]", "images_per_s")}
-    report["ratios"]["steady_step_images_per_s"] = ratio(report["torchvision"]["steady_step_median_s"],
-                                                         report["ours"]["steady_step_median_s"])
+    report["ratios"] = {
+        key: ratio(report["ours"][key], report["torchvision"][key])
+        for key in ("mAP@0.5", "mAP@[.5:.95]", "images_per_s")
+    }
+    report["ratios"]["steady_step_images_per_s"] = ratio(
+        report["torchvision"]["steady_step_median_s"], report["ours"]["steady_step_median_s"]
+    )
     report["loadavg_end"] = list(os.getloadavg())
     text = markdown(report)
     print(text)

@@ -1,4 +1,5 @@
 """mrcnn: Mask R-CNN for TensorFlow 2.21 and Keras 3, with Matterport's public API."""
+
 import os
 
 # TensorFlow's C++ info/warning lines (grappler cost-model notes, CUDA probing) drown the progress bar;

@@ -144,8 +144,10 @@ class Rot90(Augmenter):
         if not choices:
             return image, masks
         k = choices[rng.integers(len(choices))]
-        return (np.ascontiguousarray(np.rot90(image, k, axes=(0, 1))),
-                np.ascontiguousarray(np.rot90(masks, k, axes=(0, 1))))
+        return (
+            np.ascontiguousarray(np.rot90(image, k, axes=(0, 1))),
+            np.ascontiguousarray(np.rot90(masks, k, axes=(0, 1))),
+        )
 
 
 def _nearest_indices(out_size, in_size):
@@ -176,8 +178,13 @@ class ScaleCrop(Augmenter):
         if (new_h, new_w) == (height, width):
             return image, masks
         resized = skimage.transform.resize(
-            image.astype(np.float64), (new_h, new_w) + image.shape[2:], order=1, mode="edge",
-            preserve_range=True, anti_aliasing=False)
+            image.astype(np.float64),
+            (new_h, new_w) + image.shape[2:],
+            order=1,
+            mode="edge",
+            preserve_range=True,
+            anti_aliasing=False,
+        )
         resized = _cast_to(resized, image.dtype)
         rows = _nearest_indices(new_h, height)
         cols = _nearest_indices(new_w, width)
@@ -187,10 +194,12 @@ class ScaleCrop(Augmenter):
         # Along each axis either crop (resized larger) or pad (resized smaller) at a random offset.
         src_y, dst_y, span_y = _placement(new_h, height, rng)
         src_x, dst_x, span_x = _placement(new_w, width, rng)
-        out_image[dst_y:dst_y + span_y, dst_x:dst_x + span_x] = \
-            resized[src_y:src_y + span_y, src_x:src_x + span_x]
-        out_masks[dst_y:dst_y + span_y, dst_x:dst_x + span_x] = \
-            resized_masks[src_y:src_y + span_y, src_x:src_x + span_x]
+        out_image[dst_y : dst_y + span_y, dst_x : dst_x + span_x] = resized[
+            src_y : src_y + span_y, src_x : src_x + span_x
+        ]
+        out_masks[dst_y : dst_y + span_y, dst_x : dst_x + span_x] = resized_masks[
+            src_y : src_y + span_y, src_x : src_x + span_x
+        ]
         return out_image, out_masks
 
 

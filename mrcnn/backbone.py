@@ -10,7 +10,6 @@ All tensors are channels-last ``[batch, height, width, channels]`` float32. For 
 multiples of 64.
 """
 
-
 import keras
 import tensorflow as tf
 
@@ -40,8 +39,10 @@ class BatchNorm(keras.layers.BatchNormalization):
     """
 
     def __init__(self, *args, **kwargs):
-        kwargs.setdefault("synchronized", tf.distribute.has_strategy()
-                          and tf.distribute.get_strategy().num_replicas_in_sync > 1)
+        kwargs.setdefault(
+            "synchronized",
+            tf.distribute.has_strategy() and tf.distribute.get_strategy().num_replicas_in_sync > 1,
+        )
         super().__init__(*args, **kwargs)
         self._pinned_training = None
 
@@ -61,9 +62,16 @@ class BatchNorm(keras.layers.BatchNormalization):
     def _can_fuse(self, inputs):
         """Whether ``_fused_training_call`` computes exactly what Keras' batch-statistics path does."""
         rank = inputs.shape.rank
-        return (rank in (4, 5) and self.axis % rank == rank - 1 and inputs.shape[-1] is not None
-                and self.scale and self.center and not self.synchronized and not self.renorm
-                and inputs.dtype in (tf.float32, tf.bfloat16))
+        return (
+            rank in (4, 5)
+            and self.axis % rank == rank - 1
+            and inputs.shape[-1] is not None
+            and self.scale
+            and self.center
+            and not self.synchronized
+            and not self.renorm
+            and inputs.dtype in (tf.float32, tf.bfloat16)
+        )
 
     def _fused_training_call(self, inputs):
         """Batch statistics with TensorFlow's fused kernel (oneDNN on CPU): the same outputs and moving
@@ -72,8 +80,13 @@ class BatchNorm(keras.layers.BatchNormalization):
         """
         x = inputs if inputs.shape.rank == 4 else tf.reshape(inputs, [-1] + shape_list(inputs)[2:])
         outputs, mean, variance = tf.compat.v1.nn.fused_batch_norm(
-            x, tf.cast(self.gamma, tf.float32), tf.cast(self.beta, tf.float32), epsilon=self.epsilon,
-            data_format="NHWC", is_training=True)
+            x,
+            tf.cast(self.gamma, tf.float32),
+            tf.cast(self.beta, tf.float32),
+            epsilon=self.epsilon,
+            data_format="NHWC",
+            is_training=True,
+        )
         count = tf.cast(tf.size(x) // tf.shape(x)[-1], tf.float32)
         variance = variance * (count - 1.0) / tf.maximum(count, 1.0)  # the kernel's is Bessel-corrected
         for moving, batch in ((self.moving_mean, mean), (self.moving_variance, variance)):
@@ -193,8 +206,6 @@ def resnet_graph(input_image, architecture, stage5=False, train_bn=True):
     else:
         C5 = None
     return [C1, C2, C3, C4, C5]
-
-
 
 
 def fpn_graph(C2, C3, C4, C5, pyramid_size):

@@ -27,16 +27,37 @@ COCO_WEIGHTS_PATH = os.path.join(os.path.expanduser("~"), ".keras", "models", "m
 
 SAMPLE_CONFIGS = {
     "coco": {"NAME": "coco", "IMAGES_PER_GPU": 2, "NUM_CLASSES": 81},
-    "balloon": {"NAME": "balloon", "IMAGES_PER_GPU": 2, "NUM_CLASSES": 2, "STEPS_PER_EPOCH": 100,
-                "DETECTION_MIN_CONFIDENCE": 0.9},
-    "nucleus": {"NAME": "nucleus", "IMAGES_PER_GPU": 6, "NUM_CLASSES": 2, "STEPS_PER_EPOCH": 105,
-                "VALIDATION_STEPS": 4, "DETECTION_MIN_CONFIDENCE": 0.0, "BACKBONE": "resnet50",
-                "IMAGE_RESIZE_MODE": "crop", "IMAGE_MIN_DIM": 512, "IMAGE_MAX_DIM": 512,
-                "IMAGE_MIN_SCALE": 2.0, "RPN_ANCHOR_SCALES": (8, 16, 32, 64, 128),
-                "POST_NMS_ROIS_TRAINING": 1000, "POST_NMS_ROIS_INFERENCE": 2000, "RPN_NMS_THRESHOLD": 0.9,
-                "RPN_TRAIN_ANCHORS_PER_IMAGE": 64, "MEAN_PIXEL": (43.53, 39.56, 48.22), "USE_MINI_MASK": True,
-                "MINI_MASK_SHAPE": (56, 56), "TRAIN_ROIS_PER_IMAGE": 128, "MAX_GT_INSTANCES": 200,
-                "DETECTION_MAX_INSTANCES": 400},
+    "balloon": {
+        "NAME": "balloon",
+        "IMAGES_PER_GPU": 2,
+        "NUM_CLASSES": 2,
+        "STEPS_PER_EPOCH": 100,
+        "DETECTION_MIN_CONFIDENCE": 0.9,
+    },
+    "nucleus": {
+        "NAME": "nucleus",
+        "IMAGES_PER_GPU": 6,
+        "NUM_CLASSES": 2,
+        "STEPS_PER_EPOCH": 105,
+        "VALIDATION_STEPS": 4,
+        "DETECTION_MIN_CONFIDENCE": 0.0,
+        "BACKBONE": "resnet50",
+        "IMAGE_RESIZE_MODE": "crop",
+        "IMAGE_MIN_DIM": 512,
+        "IMAGE_MAX_DIM": 512,
+        "IMAGE_MIN_SCALE": 2.0,
+        "RPN_ANCHOR_SCALES": (8, 16, 32, 64, 128),
+        "POST_NMS_ROIS_TRAINING": 1000,
+        "POST_NMS_ROIS_INFERENCE": 2000,
+        "RPN_NMS_THRESHOLD": 0.9,
+        "RPN_TRAIN_ANCHORS_PER_IMAGE": 64,
+        "MEAN_PIXEL": (43.53, 39.56, 48.22),
+        "USE_MINI_MASK": True,
+        "MINI_MASK_SHAPE": (56, 56),
+        "TRAIN_ROIS_PER_IMAGE": 128,
+        "MAX_GT_INSTANCES": 200,
+        "DETECTION_MAX_INSTANCES": 400,
+    },
 }
 """Matterport's sample configs (overrides of ``Config``), so an installed package has them by name.
 "shapes" is ``mrcnn.datasets.shapes.ShapesFastConfig``."""
@@ -74,8 +95,10 @@ def _resolve_callable(name, value):
 
     match = re.fullmatch(r"<callable (mrcnn(?:\.\w+)*)\.(\w+)>", value)
     if not match:
-        raise UserError(f"config {name} is {value}: only functions of the mrcnn package can be named in a "
-                        "JSON config; use a Python Config subclass for other callables.")
+        raise UserError(
+            f"config {name} is {value}: only functions of the mrcnn package can be named in a "
+            "JSON config; use a Python Config subclass for other callables."
+        )
     try:
         return getattr(importlib.import_module(match.group(1)), match.group(2))
     except (ImportError, AttributeError) as err:
@@ -96,11 +119,16 @@ def _read_config_json(path):
     except json.JSONDecodeError as err:
         raise UserError(f"--config {path} is not valid JSON ({err}).") from err
     if not isinstance(values, dict):
-        raise UserError(f"--config {path} must hold a JSON object of config attributes, e.g. "
-                        '{"NAME": "mine", "NUM_CLASSES": 3}.')
+        raise UserError(
+            f"--config {path} must hold a JSON object of config attributes, e.g. "
+            '{"NAME": "mine", "NUM_CLASSES": 3}.'
+        )
     class_names = values.pop("CLASS_NAMES", None)
-    callables = {k: _resolve_callable(k, v) for k, v in values.items()
-                 if isinstance(v, str) and v.startswith("<callable ")}
+    callables = {
+        k: _resolve_callable(k, v)
+        for k, v in values.items()
+        if isinstance(v, str) and v.startswith("<callable ")
+    }
     for key in callables:
         del values[key]
     base = type(str(values.get("NAME") or "JsonConfig"), (Config,), callables)
@@ -131,8 +159,9 @@ def load_config(spec, inference=False, **overrides):
         base, file_values, class_names = _read_config_json(spec)
         values.update(file_values)
     else:
-        raise UserError(f"--config {spec!r} is neither a JSON file nor a sample config name "
-                        f"({', '.join(SAMPLE_NAMES)}).")
+        raise UserError(
+            f"--config {spec!r} is neither a JSON file nor a sample config name ({', '.join(SAMPLE_NAMES)})."
+        )
     if inference:
         values.update(GPU_COUNT=1, IMAGES_PER_GPU=1)
     values.update(overrides)
@@ -156,9 +185,11 @@ def parse_class_names(text, num_classes):
     if len(names) == num_classes - 1:
         names = ["BG", *names]
     if len(names) != num_classes:
-        raise UserError(f"--class-names gives {len(names)} names but the config has "
-                        f"NUM_CLASSES={num_classes}; give {num_classes - 1} names (without the background) "
-                        f"or {num_classes} with 'BG' first.")
+        raise UserError(
+            f"--class-names gives {len(names)} names but the config has "
+            f"NUM_CLASSES={num_classes}; give {num_classes - 1} names (without the background) "
+            f"or {num_classes} with 'BG' first."
+        )
     return names
 
 
@@ -202,8 +233,10 @@ def read_weights_layout(path):
         root = f["model_weights"] if "layer_names" not in f.attrs and "model_weights" in f else f
         layer_names = _names_attr(root.attrs, "layer_names")
         if not layer_names:
-            raise UserError(f"{path} has no layer_names: it is not a Keras 2 (Matterport layout) weights "
-                            "file (a Keras 3 .weights.h5 file has no layer names to inspect).")
+            raise UserError(
+                f"{path} has no layer_names: it is not a Keras 2 (Matterport layout) weights "
+                "file (a Keras 3 .weights.h5 file has no layer names to inspect)."
+            )
         layers = []
         for name in layer_names:
             group = root.get(name)
@@ -239,17 +272,23 @@ def describe_weights(path):
         likely["BACKBONE"] = "small_backbone"
     else:
         likely["BACKBONE"] = "unknown"
-    for key, layer, axis in [("TOP_DOWN_PYRAMID_SIZE", "fpn_c5p5", -1),
-                             ("FPN_CLASSIF_FC_LAYERS_SIZE", "mrcnn_class_conv1", -1),
-                             ("POOL_SIZE", "mrcnn_class_conv1", 0),
-                             ("FPN_MASK_CONV_LAYERS_SIZE", "mrcnn_mask_conv1", -1)]:
+    for key, layer, axis in [
+        ("TOP_DOWN_PYRAMID_SIZE", "fpn_c5p5", -1),
+        ("FPN_CLASSIF_FC_LAYERS_SIZE", "mrcnn_class_conv1", -1),
+        ("POOL_SIZE", "mrcnn_class_conv1", 0),
+        ("FPN_MASK_CONV_LAYERS_SIZE", "mrcnn_mask_conv1", -1),
+    ]:
         if kernel(layer):
             likely[key] = kernel(layer)[axis]
     if kernel("rpn_class_raw"):
         likely["ANCHORS_PER_LOCATION"] = kernel("rpn_class_raw")[-1] // 2
     backbone, classes = likely.get("BACKBONE"), likely.get("NUM_CLASSES")
-    sample = {("resnet101", 81): "coco", ("small_backbone", 4): "shapes", ("resnet101", 2): "balloon",
-              ("resnet50", 2): "nucleus"}.get((backbone, classes))
+    sample = {
+        ("resnet101", 81): "coco",
+        ("small_backbone", 4): "shapes",
+        ("resnet101", 2): "balloon",
+        ("resnet50", 2): "nucleus",
+    }.get((backbone, classes))
     if sample:
         likely["sample"] = sample
     tensors = sum(len(entries) for _, entries in layers)
@@ -278,17 +317,25 @@ def _config_hint(likely):
 def check_weights_fit(config, description, path):
     """Raise UserError naming the config to pass when the weights file cannot fill ``config``'s model."""
     likely = description["likely"]
-    expected = {"NUM_CLASSES": config.NUM_CLASSES, "BACKBONE": _backbone_label(config),
-                "TOP_DOWN_PYRAMID_SIZE": config.TOP_DOWN_PYRAMID_SIZE,
-                "FPN_CLASSIF_FC_LAYERS_SIZE": config.FPN_CLASSIF_FC_LAYERS_SIZE,
-                "POOL_SIZE": config.POOL_SIZE,
-                "FPN_MASK_CONV_LAYERS_SIZE": getattr(config, "FPN_MASK_CONV_LAYERS_SIZE", 256),
-                "ANCHORS_PER_LOCATION": len(config.RPN_ANCHOR_RATIOS)}
-    wrong = [f"{k}={likely[k]} (config: {v})" for k, v in expected.items()
-             if k in likely and likely[k] != "unknown" and v != "unknown" and likely[k] != v]
+    expected = {
+        "NUM_CLASSES": config.NUM_CLASSES,
+        "BACKBONE": _backbone_label(config),
+        "TOP_DOWN_PYRAMID_SIZE": config.TOP_DOWN_PYRAMID_SIZE,
+        "FPN_CLASSIF_FC_LAYERS_SIZE": config.FPN_CLASSIF_FC_LAYERS_SIZE,
+        "POOL_SIZE": config.POOL_SIZE,
+        "FPN_MASK_CONV_LAYERS_SIZE": getattr(config, "FPN_MASK_CONV_LAYERS_SIZE", 256),
+        "ANCHORS_PER_LOCATION": len(config.RPN_ANCHOR_RATIOS),
+    }
+    wrong = [
+        f"{k}={likely[k]} (config: {v})"
+        for k, v in expected.items()
+        if k in likely and likely[k] != "unknown" and v != "unknown" and likely[k] != v
+    ]
     if wrong:
-        raise UserError(f"weights {path} do not fit the config {config.NAME!r}: {'; '.join(wrong)}. "
-                        + _config_hint(likely))
+        raise UserError(
+            f"weights {path} do not fit the config {config.NAME!r}: {'; '.join(wrong)}. "
+            + _config_hint(likely)
+        )
 
 
 def resolve_weights(spec, model=None):
@@ -304,8 +351,10 @@ def resolve_weights(spec, model=None):
             try:
                 utils.download_trained_weights(COCO_WEIGHTS_PATH)
             except OSError as err:
-                raise UserError(f"could not download the COCO weights ({err}); download mask_rcnn_coco.h5 "
-                                "yourself and pass its path to --weights.") from err
+                raise UserError(
+                    f"could not download the COCO weights ({err}); download mask_rcnn_coco.h5 "
+                    "yourself and pass its path to --weights."
+                ) from err
         return COCO_WEIGHTS_PATH
     if spec == "last":
         try:
@@ -332,8 +381,9 @@ def build_inference_model(args, **overrides):
     config, class_names = load_config(args.config, inference=True, **overrides)
     path = resolve_weights(args.weights) if args.weights not in ("last", "imagenet") else None
     if args.weights == "imagenet":
-        raise UserError("--weights imagenet holds only a backbone; this command needs trained Mask R-CNN "
-                        "weights.")
+        raise UserError(
+            "--weights imagenet holds only a backbone; this command needs trained Mask R-CNN weights."
+        )
     if path:
         check_weights_fit(config, describe_weights(path), path)
     print(f"Building the {config.NAME} model ({_backbone_label(config)}, NUM_CLASSES={config.NUM_CLASSES})")
@@ -345,9 +395,10 @@ def build_inference_model(args, **overrides):
     except ValueError as err:
         raise UserError(f"{err} {_config_hint(describe_weights(path)['likely'])}") from err
     if report["missing"]:
-        raise UserError(f"weights {path} lack {len(report['missing'])} layers of the model "
-                        f"({', '.join(report['missing'][:4])}, ...). "
-                        + _config_hint(describe_weights(path)["likely"]))
+        raise UserError(
+            f"weights {path} lack {len(report['missing'])} layers of the model "
+            f"({', '.join(report['missing'][:4])}, ...). " + _config_hint(describe_weights(path)["likely"])
+        )
     return model, class_names
 
 
@@ -361,8 +412,11 @@ def collect_images(paths):
     files = []
     for path in paths:
         if os.path.isdir(path):
-            found = sorted(os.path.join(path, name) for name in os.listdir(path)
-                           if name.lower().endswith(IMAGE_EXTENSIONS))
+            found = sorted(
+                os.path.join(path, name)
+                for name in os.listdir(path)
+                if name.lower().endswith(IMAGE_EXTENSIONS)
+            )
             if not found:
                 raise UserError(f"folder {path} has no images ({', '.join(IMAGE_EXTENSIONS)}).")
             files.extend(found)
@@ -410,8 +464,9 @@ def save_overlay(image, r, class_names, path):
     scale = max(1.0, 640.0 / max(height, width))
     figsize = ((width + 20) * scale / 100.0, (height + 20) * scale / 100.0)
     colors = visualize.random_colors(len(r["class_ids"]), seed=0)
-    fig = visualize.display_instances(image, r["rois"], r["masks"], r["class_ids"], class_names, r["scores"],
-                                      figsize=figsize, colors=colors)
+    fig = visualize.display_instances(
+        image, r["rois"], r["masks"], r["class_ids"], class_names, r["scores"], figsize=figsize, colors=colors
+    )
     fig.subplots_adjust(left=0, right=1, top=1, bottom=0)
     fig.savefig(path, format="png")
     import matplotlib.pyplot as plt
@@ -440,13 +495,20 @@ def cmd_detect(args):
         r = model.detect([image])[0]
         png = os.path.join(args.out, name)
         save_overlay(image, r, class_names, png)
-        images_info.append({"id": index, "file_name": os.path.abspath(path), "height": int(image.shape[0]),
-                            "width": int(image.shape[1])})
+        images_info.append(
+            {
+                "id": index,
+                "file_name": os.path.abspath(path),
+                "height": int(image.shape[0]),
+                "width": int(image.shape[1]),
+            }
+        )
         results.extend(detections_to_coco(index, r["rois"], r["class_ids"], r["scores"], r["masks"]))
         counts = collections.Counter(class_names[c] for c in r["class_ids"])
         found = ", ".join(f"{count} {name}" for name, count in counts.most_common()) or "nothing"
-        print(f"[{index}/{len(files)}] {path}: {len(r['class_ids'])} instances ({found}) -> {png}",
-              flush=True)
+        print(
+            f"[{index}/{len(files)}] {path}: {len(r['class_ids'])} instances ({found}) -> {png}", flush=True
+        )
     categories = [{"id": i, "name": class_names[i]} for i in range(1, num_classes)]
     results_path = os.path.join(args.out, "results.json")
     images_path = os.path.join(args.out, "images.json")
@@ -455,8 +517,10 @@ def cmd_detect(args):
     with open(images_path, "w") as f:
         json.dump({"images": images_info, "categories": categories, "annotations": []}, f)
     print(f"Detected {len(results)} instances in {len(files)} images in {time.perf_counter() - start:.1f} s.")
-    print(f"COCO results: {results_path} (image ids and categories in {images_path}: "
-          "COCO(images.json).loadRes(results.json) loads them).")
+    print(
+        f"COCO results: {results_path} (image ids and categories in {images_path}: "
+        "COCO(images.json).loadRes(results.json) loads them)."
+    )
     return EXIT_OK
 
 
@@ -480,9 +544,11 @@ def cmd_evaluate(args):
     overrides = {"DETECTION_MIN_CONFIDENCE": args.min_confidence}
     model, _ = build_inference_model(args, **overrides)
     if dataset.num_classes != model.config.NUM_CLASSES:
-        raise UserError(f"the dataset has {dataset.num_classes} classes (with BG) but the model "
-                        f"NUM_CLASSES={model.config.NUM_CLASSES}; evaluate with the weights and config "
-                        "trained on this dataset's classes.")
+        raise UserError(
+            f"the dataset has {dataset.num_classes} classes (with BG) but the model "
+            f"NUM_CLASSES={model.config.NUM_CLASSES}; evaluate with the weights and config "
+            "trained on this dataset's classes."
+        )
     result = evaluate_coco(model, dataset, limit=args.limit or None, verbose=1)
     if args.json:
         with open(args.json, "w") as f:
@@ -509,8 +575,10 @@ def cmd_inspect_weights(args):
         for layer, entries in description["layers"]:
             for name, shape, dtype in entries:
                 print(f"{layer:28} {name:44} {str(list(shape)):22} {dtype}")
-    print(f"{args.file}: {len(description['layers'])} layers with weights, {description['tensors']} tensors, "
-          f"{description['parameters']:,} parameters")
+    print(
+        f"{args.file}: {len(description['layers'])} layers with weights, {description['tensors']} tensors, "
+        f"{description['parameters']:,} parameters"
+    )
     likely = description["likely"]
     for key, value in likely.items():
         if key != "sample":
@@ -524,8 +592,16 @@ def cmd_demo(args):
     from mrcnn import shapes_demo
 
     out = os.path.join(args.out or args.logs, "shapes_detections.png")
-    shapes_demo.demo(args.logs, args.minutes, args.epochs, args.train_images, args.steps_per_epoch,
-                     args.images, args.weights, out)
+    shapes_demo.demo(
+        args.logs,
+        args.minutes,
+        args.epochs,
+        args.train_images,
+        args.steps_per_epoch,
+        args.images,
+        args.weights,
+        out,
+    )
     return EXIT_OK
 
 
@@ -537,11 +613,15 @@ def cmd_train(args):
     train_set = _open_dataset(args.dataset, "--dataset")
     val_set = _open_dataset(args.val_dataset, "--val-dataset") if args.val_dataset else train_set
     if val_set.class_names != train_set.class_names:
-        raise UserError(f"--val-dataset classes {val_set.class_names[1:]} differ from --dataset classes "
-                        f"{train_set.class_names[1:]}.")
-    print(f"Training on {train_set.num_images} images, validating on {val_set.num_images}"
-          + ("" if args.val_dataset else " (the training images: pass --val-dataset for a held-out set)")
-          + f"; classes {train_set.class_names[1:]}")
+        raise UserError(
+            f"--val-dataset classes {val_set.class_names[1:]} differ from --dataset classes "
+            f"{train_set.class_names[1:]}."
+        )
+    print(
+        f"Training on {train_set.num_images} images, validating on {val_set.num_images}"
+        + ("" if args.val_dataset else " (the training images: pass --val-dataset for a held-out set)")
+        + f"; classes {train_set.class_names[1:]}"
+    )
     overrides = {"NUM_CLASSES": train_set.num_classes}
     if args.steps_per_epoch:
         overrides["STEPS_PER_EPOCH"] = args.steps_per_epoch
@@ -552,8 +632,10 @@ def cmd_train(args):
         likely = describe_weights(path)["likely"]
         other_classes = likely.get("NUM_CLASSES", config.NUM_CLASSES) != config.NUM_CLASSES
         exclude = CLASS_SPECIFIC_LAYERS if other_classes else None
-        print(f"Loading weights {path}"
-              + (f" (except {', '.join(CLASS_SPECIFIC_LAYERS)}: other classes)" if other_classes else ""))
+        print(
+            f"Loading weights {path}"
+            + (f" (except {', '.join(CLASS_SPECIFIC_LAYERS)}: other classes)" if other_classes else "")
+        )
         try:
             report = model.load_weights(path, by_name=True, exclude=exclude)
         except ValueError as err:
@@ -567,8 +649,14 @@ def cmd_train(args):
     callbacks = [StopAfterMinutes(args.minutes)] if args.minutes else []
     learning_rate = args.learning_rate or config.LEARNING_RATE
     try:
-        model.train(train_set, val_set, learning_rate=learning_rate, epochs=args.epochs, layers=args.layers,
-                    custom_callbacks=callbacks)
+        model.train(
+            train_set,
+            val_set,
+            learning_rate=learning_rate,
+            epochs=args.epochs,
+            layers=args.layers,
+            custom_callbacks=callbacks,
+        )
     except FileNotFoundError as err:
         raise UserError(str(err)) from err
     last = model.find_last()
@@ -603,8 +691,10 @@ def _confidence(text):
     return value
 
 
-CONFIG_HELP = (f"a JSON config (Config.to_dict, e.g. LOG_DIR/config.json written by mrcnn train) or a sample "
-               f"name: {', '.join(SAMPLE_NAMES)} (default: coco: ResNet-101, 81 classes)")
+CONFIG_HELP = (
+    f"a JSON config (Config.to_dict, e.g. LOG_DIR/config.json written by mrcnn train) or a sample "
+    f"name: {', '.join(SAMPLE_NAMES)} (default: coco: ResNet-101, 81 classes)"
+)
 
 
 def build_parser():
@@ -612,55 +702,78 @@ def build_parser():
     from mrcnn import __version__, shapes_demo
 
     parser = argparse.ArgumentParser(
-        prog="mrcnn", description="Mask R-CNN: train, detect, evaluate and export models.",
+        prog="mrcnn",
+        description="Mask R-CNN: train, detect, evaluate and export models.",
         epilog="Run 'mrcnn COMMAND --help' for a command's options. Exit codes: 0 ok, 2 usage or input "
-               "error, 1 unexpected failure.")
+        "error, 1 unexpected failure.",
+    )
     parser.add_argument("--version", action="version", version=f"mrcnn {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name, text, description=None):
         return sub.add_parser(name, help=text, description=description or text)
 
-    p = add("demo", "train a small model on synthetic shapes, evaluate it and draw its detections",
-            "The README's main job: train from scratch on synthetic shapes for --minutes, print mask mAP "
-            "on 100 held-out images and write OUT/shapes_detections.png.")
+    p = add(
+        "demo",
+        "train a small model on synthetic shapes, evaluate it and draw its detections",
+        "The README's main job: train from scratch on synthetic shapes for --minutes, print mask mAP "
+        "on 100 held-out images and write OUT/shapes_detections.png.",
+    )
     p.add_argument("--logs", default="logs", help="log and checkpoint directory (default: logs)")
     p.add_argument("--out", default=None, help="folder for shapes_detections.png (default: --logs)")
     shapes_demo.add_train_arguments(p)
     shapes_demo.add_evaluate_arguments(p)
     p.set_defaults(run=cmd_demo)
 
-    p = add("train", "train on a COCO, VIA, labelme or mask-folder dataset",
-            "Train Mask R-CNN on your dataset. NUM_CLASSES comes from the dataset; LOG_DIR/config.json "
-            "records the config and class names for mrcnn detect --config.")
-    p.add_argument("--dataset", required=True, help="training data: COCO JSON, VIA JSON, labelme folder or "
-                   "mask folder")
+    p = add(
+        "train",
+        "train on a COCO, VIA, labelme or mask-folder dataset",
+        "Train Mask R-CNN on your dataset. NUM_CLASSES comes from the dataset; LOG_DIR/config.json "
+        "records the config and class names for mrcnn detect --config.",
+    )
+    p.add_argument(
+        "--dataset", required=True, help="training data: COCO JSON, VIA JSON, labelme folder or mask folder"
+    )
     p.add_argument("--val-dataset", help="validation data (default: the training data)")
     p.add_argument("--config", help=CONFIG_HELP)
-    p.add_argument("--weights", help="initial weights: coco, last, imagenet or a .h5 path (default: random); "
-                   "class-specific layers are skipped when the file has other classes")
-    p.add_argument("--layers", default="heads", help="layers to train: heads, 3+, 4+, 5+, all or a regex "
-                   "(default: heads)")
+    p.add_argument(
+        "--weights",
+        help="initial weights: coco, last, imagenet or a .h5 path (default: random); "
+        "class-specific layers are skipped when the file has other classes",
+    )
+    p.add_argument(
+        "--layers",
+        default="heads",
+        help="layers to train: heads, 3+, 4+, 5+, all or a regex (default: heads)",
+    )
     p.add_argument("--epochs", type=_positive_int, default=10, help="train to this epoch (default 10)")
     p.add_argument("--steps-per-epoch", type=_positive_int, help="default: the config's STEPS_PER_EPOCH")
     p.add_argument("--learning-rate", type=_positive_float, help="default: the config's LEARNING_RATE")
-    p.add_argument("--minutes", type=_positive_float,
-                   help="stop after this many minutes (keeps a checkpoint)")
+    p.add_argument(
+        "--minutes", type=_positive_float, help="stop after this many minutes (keeps a checkpoint)"
+    )
     p.add_argument("--logs", default="logs", help="log and checkpoint directory (default: logs)")
     p.set_defaults(run=cmd_train)
 
-    p = add("detect", "detect objects in images: overlay PNGs and a COCO results JSON",
-            "Detect instances in images and folders of images. Writes OUT/<image>.png (masks, boxes, "
-            "captions), OUT/results.json (COCO results) and OUT/images.json (their image ids and "
-            "categories).")
+    p = add(
+        "detect",
+        "detect objects in images: overlay PNGs and a COCO results JSON",
+        "Detect instances in images and folders of images. Writes OUT/<image>.png (masks, boxes, "
+        "captions), OUT/results.json (COCO results) and OUT/images.json (their image ids and "
+        "categories).",
+    )
     p.add_argument("images", nargs="+", metavar="IMAGE_OR_DIR", help="image files or folders of images")
     p.add_argument("--weights", required=True, help="a .h5 weights file, coco (downloaded once) or last")
     p.add_argument("--out", required=True, help="output folder (created)")
     p.add_argument("--config", help=CONFIG_HELP)
-    p.add_argument("--class-names", help="comma-separated names or a file with one per line (default: the "
-                   "config's; COCO names for the coco config)")
-    p.add_argument("--min-confidence", type=_confidence,
-                   help="default: the config's DETECTION_MIN_CONFIDENCE")
+    p.add_argument(
+        "--class-names",
+        help="comma-separated names or a file with one per line (default: the "
+        "config's; COCO names for the coco config)",
+    )
+    p.add_argument(
+        "--min-confidence", type=_confidence, help="default: the config's DETECTION_MIN_CONFIDENCE"
+    )
     p.add_argument("--logs", default="logs", help="where --weights last looks (default: logs)")
     p.set_defaults(run=cmd_detect)
 
@@ -669,8 +782,12 @@ def build_parser():
     p.add_argument("--weights", required=True, help="a .h5 weights file, coco or last")
     p.add_argument("--config", help=CONFIG_HELP)
     p.add_argument("--limit", type=_positive_int, help="evaluate only the first LIMIT images")
-    p.add_argument("--min-confidence", type=_confidence, default=0.0,
-                   help="detection score threshold (default 0, as for COCO evaluation)")
+    p.add_argument(
+        "--min-confidence",
+        type=_confidence,
+        default=0.0,
+        help="detection score threshold (default 0, as for COCO evaluation)",
+    )
     p.add_argument("--json", help="also write the metrics to this JSON file")
     p.add_argument("--logs", default="logs", help="where --weights last looks (default: logs)")
     p.set_defaults(run=cmd_evaluate)
@@ -679,15 +796,22 @@ def build_parser():
     p.add_argument("--weights", required=True, help="a .h5 weights file, coco or last")
     p.add_argument("--out", required=True, help="SavedModel folder to create (e.g. models/mask_rcnn/1)")
     p.add_argument("--config", help=CONFIG_HELP)
-    p.add_argument("--masks", choices=("full", "boxes", "both"), default="full",
-                   help="mask outputs: full-image, 28x28 per box, or both signatures (default full)")
+    p.add_argument(
+        "--masks",
+        choices=("full", "boxes", "both"),
+        default="full",
+        help="mask outputs: full-image, 28x28 per box, or both signatures (default full)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     p.add_argument("--logs", default="logs", help="where --weights last looks (default: logs)")
     p.set_defaults(run=cmd_export)
 
-    p = add("inspect-weights", "list a weights file's layers and guess its config",
-            "Summarize an HDF5 weights file (Matterport layout): layer and tensor counts, parameters and "
-            "the config it fits (NUM_CLASSES, backbone, head sizes).")
+    p = add(
+        "inspect-weights",
+        "list a weights file's layers and guess its config",
+        "Summarize an HDF5 weights file (Matterport layout): layer and tensor counts, parameters and "
+        "the config it fits (NUM_CLASSES, backbone, head sizes).",
+    )
     p.add_argument("file", help="a .h5 weights file")
     p.add_argument("--layers", action="store_true", help="also list every tensor with its shape and dtype")
     p.set_defaults(run=cmd_inspect_weights)
@@ -711,6 +835,9 @@ def main(argv=None):
         return EXIT_INTERRUPTED
     except Exception as err:  # noqa: BLE001 - last-resort report for bugs, with the traceback
         traceback.print_exc()
-        print(f"mrcnn: unexpected failure ({type(err).__name__}: {err}); please report it with the "
-              "traceback above.", file=sys.stderr)
+        print(
+            f"mrcnn: unexpected failure ({type(err).__name__}: {err}); please report it with the "
+            "traceback above.",
+            file=sys.stderr,
+        )
         return EXIT_FAILURE

@@ -5,6 +5,7 @@ Matterport's Mask_RCNN (every attribute name and default value is kept). Beyond 
 constructor validates the settings and raises ``ValueError`` for combinations that cannot work, and
 ``to_dict()`` / ``from_dict()`` let a checkpoint carry the configuration it was trained with.
 """
+
 import json
 import math
 
@@ -95,11 +96,11 @@ class Config:
     WEIGHT_DECAY = 0.0001
     # Weight of each loss in the total.
     LOSS_WEIGHTS = {
-        "rpn_class_loss": 1.,
-        "rpn_bbox_loss": 1.,
-        "mrcnn_class_loss": 1.,
-        "mrcnn_bbox_loss": 1.,
-        "mrcnn_mask_loss": 1.,
+        "rpn_class_loss": 1.0,
+        "rpn_bbox_loss": 1.0,
+        "mrcnn_class_loss": 1.0,
+        "mrcnn_bbox_loss": 1.0,
+        "mrcnn_mask_loss": 1.0,
     }
     # False trains the heads on RoIs given as an extra `input_roi` input instead of the RPN's.
     USE_RPN_ROIS = True
@@ -131,67 +132,110 @@ class Config:
                 errors.append(message)
 
         check(isinstance(self.GPU_COUNT, int) and self.GPU_COUNT >= 1, "GPU_COUNT must be an integer >= 1.")
-        check(isinstance(self.IMAGES_PER_GPU, int) and self.IMAGES_PER_GPU >= 1,
-              "IMAGES_PER_GPU must be an integer >= 1.")
-        check(isinstance(self.NUM_CLASSES, int) and self.NUM_CLASSES >= 1,
-              "NUM_CLASSES must be an integer >= 1 (background included); set it to 1 + your class count.")
-        check(self.IMAGE_RESIZE_MODE in RESIZE_MODES,
-              f"IMAGE_RESIZE_MODE {self.IMAGE_RESIZE_MODE!r} is not one of {RESIZE_MODES}.")
+        check(
+            isinstance(self.IMAGES_PER_GPU, int) and self.IMAGES_PER_GPU >= 1,
+            "IMAGES_PER_GPU must be an integer >= 1.",
+        )
+        check(
+            isinstance(self.NUM_CLASSES, int) and self.NUM_CLASSES >= 1,
+            "NUM_CLASSES must be an integer >= 1 (background included); set it to 1 + your class count.",
+        )
+        check(
+            self.IMAGE_RESIZE_MODE in RESIZE_MODES,
+            f"IMAGE_RESIZE_MODE {self.IMAGE_RESIZE_MODE!r} is not one of {RESIZE_MODES}.",
+        )
         if self.IMAGE_RESIZE_MODE in ("square", "crop"):
             side_name = "IMAGE_MIN_DIM" if self.IMAGE_RESIZE_MODE == "crop" else "IMAGE_MAX_DIM"
             side = getattr(self, side_name)
-            check(side % 64 == 0,
-                  f"{side_name}={side} must be a multiple of 64 in {self.IMAGE_RESIZE_MODE!r} mode "
-                  f"(the pyramid halves the image 6 times); use {max(64, int(round(side / 64)) * 64)}.")
+            check(
+                side % 64 == 0,
+                f"{side_name}={side} must be a multiple of 64 in {self.IMAGE_RESIZE_MODE!r} mode "
+                f"(the pyramid halves the image 6 times); use {max(64, int(round(side / 64)) * 64)}.",
+            )
         if self.IMAGE_RESIZE_MODE == "pad64":
-            check(self.IMAGE_MIN_DIM % 64 == 0,
-                  f"IMAGE_MIN_DIM={self.IMAGE_MIN_DIM} must be a multiple of 64 in 'pad64' mode.")
+            check(
+                self.IMAGE_MIN_DIM % 64 == 0,
+                f"IMAGE_MIN_DIM={self.IMAGE_MIN_DIM} must be a multiple of 64 in 'pad64' mode.",
+            )
         if isinstance(self.BACKBONE, str):
-            check(list(self.BACKBONE_STRIDES) == [4, 8, 16, 32, 64],
-                  f"BACKBONE_STRIDES={list(self.BACKBONE_STRIDES)} contradicts BACKBONE={self.BACKBONE!r}, "
-                  "whose pyramid levels P2..P6 have strides [4, 8, 16, 32, 64]; keep those (anchors would "
-                  "not line up with the feature maps).")
-        check(isinstance(self.IMAGE_CHANNEL_COUNT, int) and self.IMAGE_CHANNEL_COUNT >= 1,
-              "IMAGE_CHANNEL_COUNT must be a positive integer.")
-        check(np.size(self.MEAN_PIXEL) == self.IMAGE_CHANNEL_COUNT,
-              f"MEAN_PIXEL has {np.size(self.MEAN_PIXEL)} values but IMAGE_CHANNEL_COUNT is "
-              f"{self.IMAGE_CHANNEL_COUNT}; give one mean per channel.")
-        check(len(self.RPN_ANCHOR_RATIOS) > 0 and all(r > 0 for r in self.RPN_ANCHOR_RATIOS),
-              "RPN_ANCHOR_RATIOS must be a non-empty list of positive width/height ratios.")
-        check(len(self.RPN_ANCHOR_SCALES) == len(self.BACKBONE_STRIDES),
-              f"RPN_ANCHOR_SCALES has {len(self.RPN_ANCHOR_SCALES)} scales but BACKBONE_STRIDES has "
-              f"{len(self.BACKBONE_STRIDES)} levels; give one anchor scale per pyramid level.")
-        check(isinstance(self.BACKBONE, str) and self.BACKBONE in ("resnet50", "resnet101")
-              or callable(self.BACKBONE),
-              f"BACKBONE {self.BACKBONE!r} must be 'resnet50', 'resnet101' or a callable.")
-        check(not callable(self.BACKBONE) or callable(self.COMPUTE_BACKBONE_SHAPE),
-              "A callable BACKBONE needs COMPUTE_BACKBONE_SHAPE (image_shape -> feature map shapes).")
+            check(
+                list(self.BACKBONE_STRIDES) == [4, 8, 16, 32, 64],
+                f"BACKBONE_STRIDES={list(self.BACKBONE_STRIDES)} contradicts BACKBONE={self.BACKBONE!r}, "
+                "whose pyramid levels P2..P6 have strides [4, 8, 16, 32, 64]; keep those (anchors would "
+                "not line up with the feature maps).",
+            )
+        check(
+            isinstance(self.IMAGE_CHANNEL_COUNT, int) and self.IMAGE_CHANNEL_COUNT >= 1,
+            "IMAGE_CHANNEL_COUNT must be a positive integer.",
+        )
+        check(
+            np.size(self.MEAN_PIXEL) == self.IMAGE_CHANNEL_COUNT,
+            f"MEAN_PIXEL has {np.size(self.MEAN_PIXEL)} values but IMAGE_CHANNEL_COUNT is "
+            f"{self.IMAGE_CHANNEL_COUNT}; give one mean per channel.",
+        )
+        check(
+            len(self.RPN_ANCHOR_RATIOS) > 0 and all(r > 0 for r in self.RPN_ANCHOR_RATIOS),
+            "RPN_ANCHOR_RATIOS must be a non-empty list of positive width/height ratios.",
+        )
+        check(
+            len(self.RPN_ANCHOR_SCALES) == len(self.BACKBONE_STRIDES),
+            f"RPN_ANCHOR_SCALES has {len(self.RPN_ANCHOR_SCALES)} scales but BACKBONE_STRIDES has "
+            f"{len(self.BACKBONE_STRIDES)} levels; give one anchor scale per pyramid level.",
+        )
+        check(
+            isinstance(self.BACKBONE, str)
+            and self.BACKBONE in ("resnet50", "resnet101")
+            or callable(self.BACKBONE),
+            f"BACKBONE {self.BACKBONE!r} must be 'resnet50', 'resnet101' or a callable.",
+        )
+        check(
+            not callable(self.BACKBONE) or callable(self.COMPUTE_BACKBONE_SHAPE),
+            "A callable BACKBONE needs COMPUTE_BACKBONE_SHAPE (image_shape -> feature map shapes).",
+        )
         check(0 < self.ROI_POSITIVE_RATIO <= 1, "ROI_POSITIVE_RATIO must be in (0, 1].")
         check(self.TRAIN_ROIS_PER_IMAGE >= 1, "TRAIN_ROIS_PER_IMAGE must be >= 1.")
-        check(min(self.PRE_NMS_LIMIT, self.POST_NMS_ROIS_INFERENCE, self.POST_NMS_ROIS_TRAINING) >= 1,
-              "PRE_NMS_LIMIT and POST_NMS_ROIS_* must be >= 1.")
+        check(
+            min(self.PRE_NMS_LIMIT, self.POST_NMS_ROIS_INFERENCE, self.POST_NMS_ROIS_TRAINING) >= 1,
+            "PRE_NMS_LIMIT and POST_NMS_ROIS_* must be >= 1.",
+        )
         check(self.DETECTION_MAX_INSTANCES >= 1, "DETECTION_MAX_INSTANCES must be >= 1.")
         check(0 <= self.DETECTION_MIN_CONFIDENCE <= 1, "DETECTION_MIN_CONFIDENCE must be in [0, 1].")
-        check(0 < self.RPN_NMS_THRESHOLD <= 1 and 0 < self.DETECTION_NMS_THRESHOLD <= 1,
-              "RPN_NMS_THRESHOLD and DETECTION_NMS_THRESHOLD must be in (0, 1].")
-        check(len(self.MASK_SHAPE) == 2 and list(self.MASK_SHAPE) == [2 * self.MASK_POOL_SIZE] * 2,
-              f"MASK_SHAPE {list(self.MASK_SHAPE)} must be twice MASK_POOL_SIZE ({self.MASK_POOL_SIZE}) "
-              "on each side: the mask head upsamples its pooled features once by 2.")
+        check(
+            0 < self.RPN_NMS_THRESHOLD <= 1 and 0 < self.DETECTION_NMS_THRESHOLD <= 1,
+            "RPN_NMS_THRESHOLD and DETECTION_NMS_THRESHOLD must be in (0, 1].",
+        )
+        check(
+            len(self.MASK_SHAPE) == 2 and list(self.MASK_SHAPE) == [2 * self.MASK_POOL_SIZE] * 2,
+            f"MASK_SHAPE {list(self.MASK_SHAPE)} must be twice MASK_POOL_SIZE ({self.MASK_POOL_SIZE}) "
+            "on each side: the mask head upsamples its pooled features once by 2.",
+        )
         check(self.MAX_GT_INSTANCES >= 1, "MAX_GT_INSTANCES must be >= 1.")
-        check(self.FPN_MASK_CONV_LAYERS_SIZE >= 1 and self.FPN_CLASSIF_FC_LAYERS_SIZE >= 1,
-              "FPN_MASK_CONV_LAYERS_SIZE and FPN_CLASSIF_FC_LAYERS_SIZE must be >= 1.")
-        check(set(self.LOSS_WEIGHTS) == set(Config.LOSS_WEIGHTS),
-              f"LOSS_WEIGHTS must have exactly the keys {sorted(Config.LOSS_WEIGHTS)}.")
+        check(
+            self.FPN_MASK_CONV_LAYERS_SIZE >= 1 and self.FPN_CLASSIF_FC_LAYERS_SIZE >= 1,
+            "FPN_MASK_CONV_LAYERS_SIZE and FPN_CLASSIF_FC_LAYERS_SIZE must be >= 1.",
+        )
+        check(
+            set(self.LOSS_WEIGHTS) == set(Config.LOSS_WEIGHTS),
+            f"LOSS_WEIGHTS must have exactly the keys {sorted(Config.LOSS_WEIGHTS)}.",
+        )
         check(self.RPN_ANCHOR_STRIDE >= 1, "RPN_ANCHOR_STRIDE must be >= 1.")
-        check(self.RPN_TRAIN_ANCHORS_PER_IMAGE >= 2,
-              "RPN_TRAIN_ANCHORS_PER_IMAGE must be >= 2 (half of them at most are positive).")
-        check(len(self.MINI_MASK_SHAPE) == 2 and min(self.MINI_MASK_SHAPE) >= 1,
-              f"MINI_MASK_SHAPE {self.MINI_MASK_SHAPE} must be (height, width) with both >= 1.")
-        check(self.STEPS_PER_EPOCH >= 1 and self.VALIDATION_STEPS >= 1,
-              "STEPS_PER_EPOCH and VALIDATION_STEPS must be >= 1.")
+        check(
+            self.RPN_TRAIN_ANCHORS_PER_IMAGE >= 2,
+            "RPN_TRAIN_ANCHORS_PER_IMAGE must be >= 2 (half of them at most are positive).",
+        )
+        check(
+            len(self.MINI_MASK_SHAPE) == 2 and min(self.MINI_MASK_SHAPE) >= 1,
+            f"MINI_MASK_SHAPE {self.MINI_MASK_SHAPE} must be (height, width) with both >= 1.",
+        )
+        check(
+            self.STEPS_PER_EPOCH >= 1 and self.VALIDATION_STEPS >= 1,
+            "STEPS_PER_EPOCH and VALIDATION_STEPS must be >= 1.",
+        )
         check(self.LEARNING_RATE > 0, f"LEARNING_RATE={self.LEARNING_RATE} must be > 0.")
-        check(self.MIXED_PRECISION in (None, "mixed_float16", "mixed_bfloat16"),
-              f"MIXED_PRECISION={self.MIXED_PRECISION!r}: use None, 'mixed_float16' or 'mixed_bfloat16'.")
+        check(
+            self.MIXED_PRECISION in (None, "mixed_float16", "mixed_bfloat16"),
+            f"MIXED_PRECISION={self.MIXED_PRECISION!r}: use None, 'mixed_float16' or 'mixed_bfloat16'.",
+        )
         if errors:
             raise ValueError(f"Invalid {type(self).__name__}:\n  - " + "\n  - ".join(errors))
 

@@ -6,6 +6,7 @@ compute what TensorFlow's own kernels compute (Winograd to float32 rounding, NMS
 when a graph is traced on a machine where TensorFlow sees no GPU, outside a ``disabled()`` block.
 ``export_saved_model`` traces inside one, so exported SavedModels need no XLA at serving time.
 """
+
 import contextlib
 import functools
 

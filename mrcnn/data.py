@@ -43,11 +43,27 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 # Keras input names of the training model, in batch order.
-INPUT_NAMES = ("input_image", "input_image_meta", "input_rpn_match", "input_rpn_bbox",
-               "input_gt_class_ids", "input_gt_boxes", "input_gt_masks")
+INPUT_NAMES = (
+    "input_image",
+    "input_image_meta",
+    "input_rpn_match",
+    "input_rpn_bbox",
+    "input_gt_class_ids",
+    "input_gt_boxes",
+    "input_gt_masks",
+)
 # imgaug augmenters that are also applied to the masks (the others, e.g. colour changes, are image-only).
-IMGAUG_MASK_AUGMENTERS = ("Sequential", "SomeOf", "OneOf", "Sometimes", "Fliplr", "Flipud",
-                          "CropAndPad", "Affine", "PiecewiseAffine")
+IMGAUG_MASK_AUGMENTERS = (
+    "Sequential",
+    "SomeOf",
+    "OneOf",
+    "Sometimes",
+    "Fliplr",
+    "Flipud",
+    "CropAndPad",
+    "Affine",
+    "PiecewiseAffine",
+)
 # Consecutive image failures after which the input pipeline gives up.
 MAX_CONSECUTIVE_FAILURES = 5
 # Bound on the elements of one anchors x boxes IoU block (keeps memory flat for large images).
@@ -65,6 +81,7 @@ def _generator(rng):
 #  Image metas and molding
 ############################################################
 
+
 def compose_image_meta(image_id, original_image_shape, image_shape, window, scale, active_class_ids):
     """Pack image attributes into one 1-D float64 array of length 12 + NUM_CLASSES.
 
@@ -77,9 +94,12 @@ def compose_image_meta(image_id, original_image_shape, image_shape, window, scal
     if len(original_image_shape) != 3 or len(image_shape) != 3 or len(window) != 4:
         raise ValueError(
             "compose_image_meta needs 3-element image shapes (H, W, C) and a 4-element window (y1, x1, y2, "
-            f"x2); got {original_image_shape}, {image_shape}, {window}")
-    return np.array([image_id] + original_image_shape + image_shape + window + [scale]
-                    + list(active_class_ids), dtype=np.float64)
+            f"x2); got {original_image_shape}, {image_shape}, {window}"
+        )
+    return np.array(
+        [image_id] + original_image_shape + image_shape + window + [scale] + list(active_class_ids),
+        dtype=np.float64,
+    )
 
 
 def parse_image_meta(meta):
@@ -90,8 +110,10 @@ def parse_image_meta(meta):
     """
     meta = np.asarray(meta)
     if meta.ndim != 2 or meta.shape[1] < 12:
-        raise ValueError(f"parse_image_meta expects metas of shape [batch, 12 + NUM_CLASSES], got "
-                         f"{meta.shape}; for a single meta use meta[np.newaxis]")
+        raise ValueError(
+            f"parse_image_meta expects metas of shape [batch, 12 + NUM_CLASSES], got "
+            f"{meta.shape}; for a single meta use meta[np.newaxis]"
+        )
     return {
         "image_id": meta[:, 0].astype(np.int32),
         "original_image_shape": meta[:, 1:4].astype(np.int32),
@@ -114,8 +136,11 @@ def check_pixels(images, config, what="image"):
     images = np.asarray(images)
     if images.dtype == np.uint8:
         return images
-    if images.dtype == bool or not np.issubdtype(images.dtype, np.number) \
-            or np.issubdtype(images.dtype, np.complexfloating):
+    if (
+        images.dtype == bool
+        or not np.issubdtype(images.dtype, np.number)
+        or np.issubdtype(images.dtype, np.complexfloating)
+    ):
         raise TypeError(f"{what} has dtype {images.dtype}; give uint8 (0..255) or float pixels.")
     if images.size == 0:
         return images
@@ -127,16 +152,19 @@ def check_pixels(images, config, what="image"):
     if np.issubdtype(images.dtype, np.integer) and (low < 0 or high > 255):
         raise ValueError(
             f"{what} has {images.dtype} pixels in {low}..{high}, outside 0..255 (the scale of MEAN_PIXEL); "
-            "convert to uint8 first, e.g. (image // 257).astype(np.uint8) for 16-bit images.")
+            "convert to uint8 first, e.g. (image // 257).astype(np.uint8) for 16-bit images."
+        )
     if np.issubdtype(images.dtype, np.floating):
         if low < -1 or high > 256:
             raise ValueError(
                 f"{what} has float pixels in {low:.4g}..{high:.4g}, outside 0..255 (the scale of "
-                "MEAN_PIXEL); give raw pixels (not images already molded with mold_image) in 0..255.")
+                "MEAN_PIXEL); give raw pixels (not images already molded with mold_image) in 0..255."
+            )
         if 0 < high <= 1:
             raise ValueError(
                 f"{what} has float pixels in {low:.4g}..{high:.4g}: it looks scaled to 0..1 but MEAN_PIXEL "
-                "is on the 0..255 scale; multiply by 255 (or set MEAN_PIXEL to your pixel scale).")
+                "is on the 0..255 scale; multiply by 255 (or set MEAN_PIXEL to your pixel scale)."
+            )
     return images
 
 
@@ -165,6 +193,7 @@ def unmold_image(normalized_images, config):
 #  Ground truth
 ############################################################
 
+
 def _checked_instances(image, mask, class_ids, image_id, config):
     """Validate load_image / load_mask output; returns (image, bool mask [H, W, N], int32 ids [N])."""
     image = np.asarray(image)
@@ -173,7 +202,8 @@ def _checked_instances(image, mask, class_ids, image_id, config):
         raise ValueError(
             f"image {image_id}: load_image returned shape {image.shape}; expected [H, W, {channels}] "
             f"(IMAGE_CHANNEL_COUNT={channels}). Convert grayscale/RGBA images in load_image, or set "
-            "IMAGE_CHANNEL_COUNT and MEAN_PIXEL for your channel count.")
+            "IMAGE_CHANNEL_COUNT and MEAN_PIXEL for your channel count."
+        )
     if image.shape[0] < 1 or image.shape[1] < 1:
         raise ValueError(f"image {image_id}: load_image returned an empty image of shape {image.shape}.")
     check_pixels(image, config, f"image {image_id} (from load_image)")
@@ -182,17 +212,20 @@ def _checked_instances(image, mask, class_ids, image_id, config):
     if mask.ndim != 3:
         raise ValueError(
             f"image {image_id}: load_mask returned masks of shape {mask.shape}; expected [H, W, N] with one "
-            "channel per instance (use mask[..., np.newaxis] for a single instance).")
+            "channel per instance (use mask[..., np.newaxis] for a single instance)."
+        )
     if mask.shape[-1] == 0:
         mask = np.zeros(image.shape[:2] + (0,), dtype=bool)
     if mask.shape[:2] != image.shape[:2]:
         raise ValueError(
             f"image {image_id}: load_mask returned {mask.shape[0]}x{mask.shape[1]} masks for a "
-            f"{image.shape[0]}x{image.shape[1]} image; masks must have the image's height and width.")
+            f"{image.shape[0]}x{image.shape[1]} image; masks must have the image's height and width."
+        )
     if class_ids.ndim != 1 or class_ids.shape[0] != mask.shape[-1]:
         raise ValueError(
             f"image {image_id}: load_mask returned {class_ids.size} class ids (shape {class_ids.shape}) for "
-            f"{mask.shape[-1]} masks; return one class id per mask channel.")
+            f"{mask.shape[-1]} masks; return one class id per mask channel."
+        )
     if class_ids.size and not np.all(np.mod(class_ids, 1) == 0):
         raise ValueError(f"image {image_id}: class ids must be integers, got {class_ids.tolist()}.")
     class_ids = class_ids.astype(np.int32)
@@ -201,7 +234,8 @@ def _checked_instances(image, mask, class_ids, image_id, config):
         raise ValueError(
             f"image {image_id}: class ids {sorted(set(bad.tolist()))} are out of range; instance ids must be "
             f"in 1..{config.NUM_CLASSES - 1} (negative for crowds; 0 is the background). Map source ids "
-            "with dataset.map_source_class_id and set config.NUM_CLASSES = dataset.num_classes.")
+            "with dataset.map_source_class_id and set config.NUM_CLASSES = dataset.num_classes."
+        )
     return image, mask.astype(bool, copy=False), class_ids
 
 
@@ -220,7 +254,8 @@ def _augmented(augmentation, image, mask, image_id, rng):
         image = deterministic.augment_image(image)
         if mask.shape[-1]:
             mask = deterministic.augment_image(
-                mask.astype(np.uint8), hooks=imgaug.HooksImages(activator=_imgaug_mask_hook))
+                mask.astype(np.uint8), hooks=imgaug.HooksImages(activator=_imgaug_mask_hook)
+            )
     elif isinstance(augmentation, augment.Augmenter):
         image, mask = augmentation(image, mask, rng=rng)
     elif callable(augmentation):
@@ -228,18 +263,21 @@ def _augmented(augmentation, image, mask, image_id, rng):
     else:
         raise TypeError(
             f"augmentation must be a callable (image, masks) -> (image, masks) (see mrcnn.augment) or an "
-            f"imgaug augmenter, got {type(augmentation).__name__}")
+            f"imgaug augmenter, got {type(augmentation).__name__}"
+        )
     image, mask = np.asarray(image), np.asarray(mask)
     if image.shape != image_shape or mask.shape != mask_shape:
         raise ValueError(
             f"image {image_id}: augmentation changed the shapes (image {image_shape} -> {image.shape}, "
             f"masks {mask_shape} -> {mask.shape}); use size-preserving augmenters (crop/pad back to the "
-            "input size).")
+            "input size)."
+        )
     return image, mask.astype(bool)
 
 
-def load_image_gt(dataset, config, image_id, augment=False, augmentation=None, use_mini_mask=False, *,
-                  rng=None):
+def load_image_gt(
+    dataset, config, image_id, augment=False, augmentation=None, use_mini_mask=False, *, rng=None
+):
     """Load an image with its instances, resized for the network.
 
     dataset: a prepared utils.Dataset; image_id: internal image id.
@@ -255,16 +293,22 @@ def load_image_gt(dataset, config, image_id, augment=False, augmentation=None, u
     [h, w, N]). Raises ValueError naming the image when load_image/load_mask return inconsistent data.
     """
     image, mask, class_ids = _checked_instances(
-        dataset.load_image(image_id), *dataset.load_mask(image_id), image_id, config)
+        dataset.load_image(image_id), *dataset.load_mask(image_id), image_id, config
+    )
     original_shape = image.shape
     image, window, scale, padding, crop = utils.resize_image(
-        image, min_dim=config.IMAGE_MIN_DIM, min_scale=config.IMAGE_MIN_SCALE, max_dim=config.IMAGE_MAX_DIM,
-        mode=config.IMAGE_RESIZE_MODE)
+        image,
+        min_dim=config.IMAGE_MIN_DIM,
+        min_scale=config.IMAGE_MIN_SCALE,
+        max_dim=config.IMAGE_MAX_DIM,
+        mode=config.IMAGE_RESIZE_MODE,
+    )
     mask = utils.resize_mask(mask, scale, padding, crop)
 
     if augment:
-        logger.warning("'augment' is deprecated. Use 'augmentation' instead "
-                       "(e.g. mrcnn.augment.Fliplr(0.5)).")
+        logger.warning(
+            "'augment' is deprecated. Use 'augmentation' instead (e.g. mrcnn.augment.Fliplr(0.5))."
+        )
         if _generator(rng).random() < 0.5:
             image, mask = np.fliplr(image), np.fliplr(mask)
     if augmentation is not None:
@@ -278,7 +322,8 @@ def load_image_gt(dataset, config, image_id, augment=False, augmentation=None, u
     if max(source_class_ids) >= config.NUM_CLASSES:
         raise ValueError(
             f"image {image_id}: the dataset has {dataset.num_classes} classes (background included) but "
-            f"config.NUM_CLASSES is {config.NUM_CLASSES}; set NUM_CLASSES = dataset.num_classes.")
+            f"config.NUM_CLASSES is {config.NUM_CLASSES}; set NUM_CLASSES = dataset.num_classes."
+        )
     active_class_ids = np.zeros([config.NUM_CLASSES], dtype=np.int32)
     active_class_ids[source_class_ids] = 1
 
@@ -292,6 +337,7 @@ def load_image_gt(dataset, config, image_id, augment=False, augmentation=None, u
 #  Targets
 ############################################################
 
+
 def _max_iou(anchors, boxes):
     """Per-anchor max IoU and argmax over ``boxes``, plus which anchors tie a box's max IoU (> 0).
 
@@ -304,7 +350,7 @@ def _max_iou(anchors, boxes):
     tied = np.zeros(num_anchors, dtype=bool)
     block = max(1, _IOU_BLOCK_ELEMENTS // max(num_anchors, 1))
     for start in range(0, boxes.shape[0], block):
-        overlaps = utils.compute_overlaps(anchors, boxes[start:start + block])
+        overlaps = utils.compute_overlaps(anchors, boxes[start : start + block])
         block_argmax = overlaps.argmax(axis=1)
         block_max = overlaps[np.arange(num_anchors), block_argmax]
         better = block_max > iou_max
@@ -372,13 +418,16 @@ def build_rpn_targets(image_shape, anchors, gt_class_ids, gt_boxes, config, *, r
     anchor_w = anchor[:, 3] - anchor[:, 1]
     gt_h = gt[:, 2] - gt[:, 0]
     gt_w = gt[:, 3] - gt[:, 1]
-    deltas = np.stack([
-        (gt[:, 0] + 0.5 * gt_h - anchor[:, 0] - 0.5 * anchor_h) / anchor_h,
-        (gt[:, 1] + 0.5 * gt_w - anchor[:, 1] - 0.5 * anchor_w) / anchor_w,
-        np.log(gt_h / anchor_h),
-        np.log(gt_w / anchor_w),
-    ], axis=1)
-    rpn_bbox[:positives.size] = deltas / np.asarray(config.RPN_BBOX_STD_DEV, dtype=np.float64)
+    deltas = np.stack(
+        [
+            (gt[:, 0] + 0.5 * gt_h - anchor[:, 0] - 0.5 * anchor_h) / anchor_h,
+            (gt[:, 1] + 0.5 * gt_w - anchor[:, 1] - 0.5 * anchor_w) / anchor_w,
+            np.log(gt_h / anchor_h),
+            np.log(gt_w / anchor_w),
+        ],
+        axis=1,
+    )
+    rpn_bbox[: positives.size] = deltas / np.asarray(config.RPN_BBOX_STD_DEV, dtype=np.float64)
     return rpn_match, rpn_bbox
 
 
@@ -411,8 +460,11 @@ def generate_random_rois(image_shape, count, gt_class_ids, gt_boxes, *, rng=None
     parts = []
     for y1, x1, y2, x2 in gt_boxes:
         h, w = y2 - y1, x2 - x1
-        parts.append(_random_boxes(rng, per_box, (max(y1 - h, 0), min(y2 + h, height)),
-                                   (max(x1 - w, 0), min(x2 + w, width))))
+        parts.append(
+            _random_boxes(
+                rng, per_box, (max(y1 - h, 0), min(y2 + h, height)), (max(x1 - w, 0), min(x2 + w, width))
+            )
+        )
     parts.append(_random_boxes(rng, count - per_box * gt_boxes.shape[0], (0, height), (0, width)))
     return np.concatenate(parts, axis=0).astype(np.int32)
 
@@ -429,8 +481,9 @@ def build_detection_targets(rpn_rois, gt_class_ids, gt_boxes, gt_masks, config, 
     MASK_SHAPE[1], NUM_CLASSES] (the gt mask cropped to the ROI and resized, at the true class)).
     """
     rng = _generator(rng)
-    rpn_rois, gt_class_ids, gt_boxes, gt_masks = (np.asarray(a) for a in (rpn_rois, gt_class_ids, gt_boxes,
-                                                                           gt_masks))
+    rpn_rois, gt_class_ids, gt_boxes, gt_masks = (
+        np.asarray(a) for a in (rpn_rois, gt_class_ids, gt_boxes, gt_masks)
+    )
     for name, array in (("rpn_rois", rpn_rois), ("gt_class_ids", gt_class_ids), ("gt_boxes", gt_boxes)):
         if not np.issubdtype(array.dtype, np.integer):
             raise TypeError(f"{name} must be an integer array (int32 pixel values), got {array.dtype}")
@@ -464,13 +517,13 @@ def build_detection_targets(rpn_rois, gt_class_ids, gt_boxes, gt_masks, config, 
     rois = rpn_rois[keep].astype(np.int32)
     matched = iou_argmax[keep_fg]
     class_ids = np.zeros(num_rois, dtype=np.int32)
-    class_ids[:keep_fg.size] = gt_class_ids[matched]
+    class_ids[: keep_fg.size] = gt_class_ids[matched]
     positive = np.arange(keep_fg.size)
 
     bboxes = np.zeros((num_rois, config.NUM_CLASSES, 4), dtype=np.float32)
-    bboxes[positive, class_ids[positive]] = (
-        utils.box_refinement(rois[positive].astype(np.float32), gt_boxes[matched].astype(np.float32))
-        / np.asarray(config.BBOX_STD_DEV, dtype=np.float32))
+    bboxes[positive, class_ids[positive]] = utils.box_refinement(
+        rois[positive].astype(np.float32), gt_boxes[matched].astype(np.float32)
+    ) / np.asarray(config.BBOX_STD_DEV, dtype=np.float32)
 
     mask_shape = tuple(config.MASK_SHAPE)
     masks = np.zeros((num_rois,) + mask_shape + (config.NUM_CLASSES,), dtype=np.float32)
@@ -490,11 +543,20 @@ def build_detection_targets(rpn_rois, gt_class_ids, gt_boxes, gt_masks, config, 
 #  Batches
 ############################################################
 
+
 class _SampleBuilder:
     """Loads one training sample (all arrays of one image) and stacks samples into batches."""
 
-    def __init__(self, dataset, config, augment=False, augmentation=None, random_rois=0,
-                 detection_targets=False, no_augmentation_sources=None):
+    def __init__(
+        self,
+        dataset,
+        config,
+        augment=False,
+        augmentation=None,
+        random_rois=0,
+        detection_targets=False,
+        no_augmentation_sources=None,
+    ):
         self.dataset = dataset
         self.config = config
         self.augment = augment
@@ -511,8 +573,12 @@ class _SampleBuilder:
             config = self.config
             shapes = utils.compute_backbone_shapes(config, key)
             self._anchors[key] = utils.generate_pyramid_anchors(
-                config.RPN_ANCHOR_SCALES, config.RPN_ANCHOR_RATIOS, shapes, config.BACKBONE_STRIDES,
-                config.RPN_ANCHOR_STRIDE)
+                config.RPN_ANCHOR_SCALES,
+                config.RPN_ANCHOR_RATIOS,
+                shapes,
+                config.BACKBONE_STRIDES,
+                config.RPN_ANCHOR_STRIDE,
+            )
         return self._anchors[key]
 
     def load(self, image_id, rng):
@@ -522,25 +588,38 @@ class _SampleBuilder:
         if self.dataset.image_info[image_id]["source"] in self.no_augmentation_sources:
             augmentation, augment_flag = None, False
         image, image_meta, class_ids, boxes, masks = load_image_gt(
-            self.dataset, config, image_id, augment=augment_flag, augmentation=augmentation,
-            use_mini_mask=config.USE_MINI_MASK, rng=rng)
+            self.dataset,
+            config,
+            image_id,
+            augment=augment_flag,
+            augmentation=augmentation,
+            use_mini_mask=config.USE_MINI_MASK,
+            rng=rng,
+        )
         if not np.any(class_ids > 0):
             return None
-        rpn_match, rpn_bbox = build_rpn_targets(image.shape, self.anchors(image.shape), class_ids, boxes,
-                                                config, rng=rng)
+        rpn_match, rpn_bbox = build_rpn_targets(
+            image.shape, self.anchors(image.shape), class_ids, boxes, config, rng=rng
+        )
         sample = {"rpn_match": rpn_match, "rpn_bbox": rpn_bbox}
         if self.random_rois:
-            sample["rpn_rois"] = generate_random_rois(image.shape, self.random_rois, class_ids, boxes,
-                                                      rng=rng)
+            sample["rpn_rois"] = generate_random_rois(
+                image.shape, self.random_rois, class_ids, boxes, rng=rng
+            )
             if self.detection_targets:
-                (sample["rois"], sample["mrcnn_class_ids"], sample["mrcnn_bbox"],
-                 sample["mrcnn_mask"]) = build_detection_targets(sample["rpn_rois"], class_ids, boxes, masks,
-                                                                 config, rng=rng)
+                (sample["rois"], sample["mrcnn_class_ids"], sample["mrcnn_bbox"], sample["mrcnn_mask"]) = (
+                    build_detection_targets(sample["rpn_rois"], class_ids, boxes, masks, config, rng=rng)
+                )
         if class_ids.shape[0] > config.MAX_GT_INSTANCES:
             chosen = np.sort(rng.choice(class_ids.shape[0], config.MAX_GT_INSTANCES, replace=False))
             class_ids, boxes, masks = class_ids[chosen], boxes[chosen], masks[:, :, chosen]
-        sample.update(image=mold_image(image, config), image_meta=image_meta, gt_class_ids=class_ids,
-                      gt_boxes=boxes, gt_masks=masks)
+        sample.update(
+            image=mold_image(image, config),
+            image_meta=image_meta,
+            gt_class_ids=class_ids,
+            gt_boxes=boxes,
+            gt_masks=masks,
+        )
         return sample
 
     def batch(self, samples):
@@ -549,7 +628,8 @@ class _SampleBuilder:
         if len(shapes) > 1:
             raise ValueError(
                 f"images of one batch have different molded shapes {sorted(shapes)}; use IMAGE_RESIZE_MODE "
-                "'square' or 'crop' (fixed size) or a batch size of 1.")
+                "'square' or 'crop' (fixed size) or a batch size of 1."
+            )
         size, max_gt = len(samples), self.config.MAX_GT_INSTANCES
         first = samples[0]
         gt_class_ids = np.zeros((size, max_gt), dtype=np.int32)
@@ -565,16 +645,20 @@ class _SampleBuilder:
             np.stack([s["image_meta"] for s in samples]).astype(np.float32),
             np.stack([s["rpn_match"] for s in samples])[:, :, np.newaxis].astype(np.int32, copy=False),
             np.stack([s["rpn_bbox"] for s in samples]).astype(np.float32),
-            gt_class_ids, gt_boxes, gt_masks,
+            gt_class_ids,
+            gt_boxes,
+            gt_masks,
         ]
         outputs = []
         if self.random_rois:
             inputs.append(np.stack([s["rpn_rois"] for s in samples]))
             if self.detection_targets:
                 inputs.append(np.stack([s["rois"] for s in samples]))
-                outputs = [np.stack([s["mrcnn_class_ids"] for s in samples])[:, :, np.newaxis],
-                           np.stack([s["mrcnn_bbox"] for s in samples]),
-                           np.stack([s["mrcnn_mask"] for s in samples])]
+                outputs = [
+                    np.stack([s["mrcnn_class_ids"] for s in samples])[:, :, np.newaxis],
+                    np.stack([s["mrcnn_bbox"] for s in samples]),
+                    np.stack([s["mrcnn_mask"] for s in samples]),
+                ]
         return inputs, outputs
 
 
@@ -592,12 +676,18 @@ class _SkipTracker:
             sample = builder.load(image_id, rng)
         except Exception as error:
             self.failed_ids.append(int(image_id))
-            logger.warning("Error loading image %s (%s: %s); skipping it.", image_id, type(error).__name__,
-                           error, exc_info=True)
+            logger.warning(
+                "Error loading image %s (%s: %s); skipping it.",
+                image_id,
+                type(error).__name__,
+                error,
+                exc_info=True,
+            )
             if len(self.failed_ids) >= MAX_CONSECUTIVE_FAILURES:
                 raise RuntimeError(
                     f"{len(self.failed_ids)} consecutive images failed to load (image ids "
-                    f"{self.failed_ids}); last error: {type(error).__name__}: {error}") from error
+                    f"{self.failed_ids}); last error: {type(error).__name__}: {error}"
+                ) from error
             sample = None
         else:
             self.failed_ids = []
@@ -605,7 +695,8 @@ class _SkipTracker:
         if self.misses >= max(self.num_images, MAX_CONSECUTIVE_FAILURES):
             raise RuntimeError(
                 f"{self.misses} images in a row were skipped and none of the dataset's {self.num_images} "
-                "images gave a sample: images need at least one instance with a positive class id.")
+                "images gave a sample: images need at least one instance with a positive class id."
+            )
         return sample
 
 
@@ -616,11 +707,21 @@ def _check_dataset(dataset, config):
     if dataset.num_classes > config.NUM_CLASSES:
         raise ValueError(
             f"the dataset has {dataset.num_classes} classes (background included) but config.NUM_CLASSES is "
-            f"{config.NUM_CLASSES}; set NUM_CLASSES = dataset.num_classes.")
+            f"{config.NUM_CLASSES}; set NUM_CLASSES = dataset.num_classes."
+        )
 
 
-def data_generator(dataset, config, shuffle=True, augment=False, augmentation=None, random_rois=0,
-                   batch_size=1, detection_targets=False, no_augmentation_sources=None):
+def data_generator(
+    dataset,
+    config,
+    shuffle=True,
+    augment=False,
+    augmentation=None,
+    random_rois=0,
+    batch_size=1,
+    detection_targets=False,
+    no_augmentation_sources=None,
+):
     """Infinite generator of training batches ``(inputs, outputs)`` (Matterport's signature).
 
     inputs: [images float32 [B, H, W, C] (molded), image_meta float32 [B, 12 + NUM_CLASSES],
@@ -639,8 +740,9 @@ def data_generator(dataset, config, shuffle=True, augment=False, augmentation=No
     ``keras.Model.fit`` use ``MaskRCNNSequence`` (tf.data would read these lists as single tensors).
     """
     _check_dataset(dataset, config)
-    builder = _SampleBuilder(dataset, config, augment, augmentation, random_rois, detection_targets,
-                             no_augmentation_sources)
+    builder = _SampleBuilder(
+        dataset, config, augment, augmentation, random_rois, detection_targets, no_augmentation_sources
+    )
     tracker = _SkipTracker(dataset.num_images)
     image_ids = np.copy(dataset.image_ids)
     index = -1
@@ -675,9 +777,22 @@ class MaskRCNNSequence(keras.utils.PyDataset):
     Keyword arguments ``workers``, ``use_multiprocessing`` and ``max_queue_size`` go to PyDataset.
     """
 
-    def __init__(self, dataset, config, shuffle=True, augment=False, augmentation=None, random_rois=0,
-                 batch_size=None, detection_targets=False, no_augmentation_sources=None, steps=None,
-                 as_dict=False, seed=None, **kwargs):
+    def __init__(
+        self,
+        dataset,
+        config,
+        shuffle=True,
+        augment=False,
+        augmentation=None,
+        random_rois=0,
+        batch_size=None,
+        detection_targets=False,
+        no_augmentation_sources=None,
+        steps=None,
+        as_dict=False,
+        seed=None,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         _check_dataset(dataset, config)
         if as_dict and detection_targets:
@@ -690,8 +805,9 @@ class MaskRCNNSequence(keras.utils.PyDataset):
         self.as_dict = bool(as_dict)
         self.seed = int(seed) if seed is not None else int(np.random.SeedSequence().entropy % (2**63))
         self.epoch = 0
-        self._builder = _SampleBuilder(dataset, config, augment, augmentation, random_rois, detection_targets,
-                                       no_augmentation_sources)
+        self._builder = _SampleBuilder(
+            dataset, config, augment, augmentation, random_rois, detection_targets, no_augmentation_sources
+        )
         self._image_ids = np.asarray(dataset.image_ids)
         self._order = self._epoch_order()
         self._owner_pid = os.getpid()

@@ -2,6 +2,7 @@
 
 Boxes are (y1, x1, y2, x2) in normalized coordinates (see ``mrcnn.graph_ops.norm_boxes_graph``).
 """
+
 import types
 
 import keras
@@ -54,17 +55,21 @@ def _select_detections(boxes, class_ids, scores, keep, max_instances, nms_thresh
     same_class = tf.equal(class_ids[:, None], class_ids[None, :])
     overlaps = tf.where(same_class, _pairwise_iou(boxes), 0.0)
     selected = tf.image.non_max_suppression_overlaps(
-        overlaps, scores, max_output_size=tf.shape(scores)[0], overlap_threshold=nms_threshold)
+        overlaps, scores, max_output_size=tf.shape(scores)[0], overlap_threshold=nms_threshold
+    )
     selected = tf.sort(selected)  # RoI order, then a stable sort by score
     by_score = tf.argsort(tf.gather(scores, selected), direction="DESCENDING", stable=True)
     selected = tf.gather(selected, by_score)
     selected = selected[:max_instances]
 
-    detections = tf.concat([
-        tf.gather(boxes, selected),
-        tf.cast(tf.gather(class_ids, selected), tf.float32)[:, None],
-        tf.gather(scores, selected)[:, None],
-    ], axis=1)
+    detections = tf.concat(
+        [
+            tf.gather(boxes, selected),
+            tf.cast(tf.gather(class_ids, selected), tf.float32)[:, None],
+            tf.gather(scores, selected)[:, None],
+        ],
+        axis=1,
+    )
     return tf.pad(detections, [[0, max_instances - tf.shape(detections)[0]], [0, 0]])
 
 
@@ -90,7 +95,8 @@ def _refine_detections_batch(rois, probs, deltas, windows, settings):
     return tf.map_fn(
         lambda image: _select_detections(*image, max_instances, nms_threshold),
         (refined, class_ids, class_scores, keep),
-        fn_output_signature=tf.TensorSpec([max_instances, 6], tf.float32))
+        fn_output_signature=tf.TensorSpec([max_instances, 6], tf.float32),
+    )
 
 
 def refine_detections_graph(rois, probs, deltas, window, config):
@@ -125,8 +131,15 @@ class DetectionLayer(Float32Layer):
     keyword values it uses; ``get_config`` stores those values, not the Config.
     """
 
-    def __init__(self, config=None, detection_max_instances=None, detection_min_confidence=None,
-                 detection_nms_threshold=None, bbox_std_dev=None, **kwargs):
+    def __init__(
+        self,
+        config=None,
+        detection_max_instances=None,
+        detection_min_confidence=None,
+        detection_nms_threshold=None,
+        bbox_std_dev=None,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         values = {
             "detection_max_instances": detection_max_instances,
@@ -148,8 +161,9 @@ class DetectionLayer(Float32Layer):
         if self.detection_max_instances < 1:
             raise ValueError(f"detection_max_instances must be >= 1; got {self.detection_max_instances}.")
         if not 0.0 <= self.detection_nms_threshold <= 1.0:
-            raise ValueError(f"detection_nms_threshold must be an IoU in [0, 1]; got "
-                             f"{self.detection_nms_threshold}.")
+            raise ValueError(
+                f"detection_nms_threshold must be an IoU in [0, 1]; got {self.detection_nms_threshold}."
+            )
         if len(self.bbox_std_dev) != 4:
             raise ValueError(f"bbox_std_dev needs 4 values (dy, dx, dh, dw); got {self.bbox_std_dev}.")
         self.supports_jit = False
@@ -165,8 +179,10 @@ class DetectionLayer(Float32Layer):
             raise ValueError("DetectionLayer takes 4 inputs: [rois, mrcnn_class, mrcnn_bbox, image_meta].")
         ranks = [len(shape) for shape in input_shape]
         if ranks != [3, 3, 4, 2]:
-            raise ValueError(f"DetectionLayer input ranks are {ranks}; expected rois [B, R, 4], mrcnn_class "
-                             "[B, R, NUM_CLASSES], mrcnn_bbox [B, R, NUM_CLASSES, 4], image_meta [B, META].")
+            raise ValueError(
+                f"DetectionLayer input ranks are {ranks}; expected rois [B, R, 4], mrcnn_class "
+                "[B, R, NUM_CLASSES], mrcnn_bbox [B, R, NUM_CLASSES, 4], image_meta [B, META]."
+            )
         super().build(input_shape)
 
     def call(self, inputs):
@@ -181,12 +197,14 @@ class DetectionLayer(Float32Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update({
-            "detection_max_instances": self.detection_max_instances,
-            "detection_min_confidence": self.detection_min_confidence,
-            "detection_nms_threshold": self.detection_nms_threshold,
-            "bbox_std_dev": list(self.bbox_std_dev),
-        })
+        config.update(
+            {
+                "detection_max_instances": self.detection_max_instances,
+                "detection_min_confidence": self.detection_min_confidence,
+                "detection_nms_threshold": self.detection_nms_threshold,
+                "bbox_std_dev": list(self.bbox_std_dev),
+            }
+        )
         return config
 
 

@@ -38,8 +38,10 @@ def _check_scheme(url, allow_http):
             f"refusing to download over plain HTTP: {url!r}. Use an https:// URL, "
             "or pass allow_http=True if you trust the network path."
         )
-    raise ValueError(f"unsupported URL scheme {scheme!r} in {url!r}: only https:// (and http:// with "
-                     "allow_http=True) are supported.")
+    raise ValueError(
+        f"unsupported URL scheme {scheme!r} in {url!r}: only https:// (and http:// with "
+        "allow_http=True) are supported."
+    )
 
 
 def _redirect_handler(allow_http):
@@ -149,8 +151,7 @@ def _fetch(opener, request, url, out, sha256, expected_size, progress, timeout):
         raise DownloadError(f"download of {url!r} failed: HTTP {e.code} {e.reason}") from e
     except IncompleteRead as e:
         raise DownloadError(
-            f"download of {url!r} was truncated: connection closed after "
-            f"{received + len(e.partial)} bytes"
+            f"download of {url!r} was truncated: connection closed after {received + len(e.partial)} bytes"
         ) from e
     except (urllib.error.URLError, HTTPException, OSError) as e:
         if isinstance(e, DownloadError):

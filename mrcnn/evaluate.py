@@ -13,6 +13,7 @@
 Boxes from ``detect()`` and ``extract_bboxes`` are (y1, x1, y2, x2) pixels with exclusive y2/x2; COCO
 boxes are [x, y, width, height] with the same pixel extent (width = x2 - x1).
 """
+
 import contextlib
 import io
 import json
@@ -93,20 +94,31 @@ def dataset_to_coco(dataset, image_ids=None):
         if class_ids.size == 0:
             continue
         if masks.ndim != 3 or masks.shape[:2] != (height, width) or masks.shape[2] != class_ids.size:
-            raise ValueError(f"load_mask({image_id}) returned masks of shape {masks.shape} and "
-                             f"{class_ids.size} class ids; expected bool [H, W, N] with one class id per "
-                             "instance.")
+            raise ValueError(
+                f"load_mask({image_id}) returned masks of shape {masks.shape} and "
+                f"{class_ids.size} class ids; expected bool [H, W, N] with one class id per "
+                "instance."
+            )
         if np.any(np.abs(class_ids) >= dataset.num_classes) or np.any(class_ids == 0):
-            raise ValueError(f"load_mask({image_id}) returned class ids {class_ids.tolist()}; expected "
-                             f"+-1..{dataset.num_classes - 1} (negative = crowd).")
+            raise ValueError(
+                f"load_mask({image_id}) returned class ids {class_ids.tolist()}; expected "
+                f"+-1..{dataset.num_classes - 1} (negative = crowd)."
+            )
         for rle, class_id in zip(_encode_masks(masks.astype(bool)), class_ids):
             area = float(mask_utils.area(rle))
             if area == 0:
                 continue
-            annotations.append({
-                "id": len(annotations) + 1, "image_id": image_id, "category_id": int(abs(class_id)),
-                "segmentation": rle, "area": area, "bbox": [float(v) for v in mask_utils.toBbox(rle)],
-                "iscrowd": int(class_id < 0)})
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": image_id,
+                    "category_id": int(abs(class_id)),
+                    "segmentation": rle,
+                    "area": area,
+                    "bbox": [float(v) for v in mask_utils.toBbox(rle)],
+                    "iscrowd": int(class_id < 0),
+                }
+            )
     categories = [{"id": int(i), "name": dataset.class_names[i]} for i in range(1, dataset.num_classes)]
     return _coco_from_dict({"images": images, "annotations": annotations, "categories": categories})
 
@@ -125,8 +137,10 @@ def detections_to_coco(image_id, rois, class_ids, scores, masks, category_ids=No
     class_ids = np.asarray(class_ids).reshape(-1)
     scores = np.asarray(scores).reshape(-1)
     if not len(rois) == len(class_ids) == len(scores):
-        raise ValueError(f"rois ({len(rois)}), class_ids ({len(class_ids)}) and scores ({len(scores)}) must "
-                         "have one entry per detection.")
+        raise ValueError(
+            f"rois ({len(rois)}), class_ids ({len(class_ids)}) and scores ({len(scores)}) must "
+            "have one entry per detection."
+        )
     rles = None
     if masks is not None:
         masks = np.asarray(masks)
@@ -134,6 +148,7 @@ def detections_to_coco(image_id, rois, class_ids, scores, masks, category_ids=No
             raise ValueError(f"masks must be [H, W, N] with N = {len(rois)} detections, got {masks.shape}.")
         rles = _encode_masks(masks.astype(bool)) if len(rois) else []
     if category_ids is None:
+
         def category(c):
             return c
     elif callable(category_ids):
@@ -144,8 +159,12 @@ def detections_to_coco(image_id, rois, class_ids, scores, masks, category_ids=No
         raise TypeError(f"category_ids must be a dict or a callable, got {type(category_ids).__name__}.")
     results = []
     for i, (y1, x1, y2, x2) in enumerate(rois.astype(np.float64)):
-        result = {"image_id": int(image_id), "category_id": int(category(int(class_ids[i]))),
-                  "bbox": [float(x1), float(y1), float(x2 - x1), float(y2 - y1)], "score": float(scores[i])}
+        result = {
+            "image_id": int(image_id),
+            "category_id": int(category(int(class_ids[i]))),
+            "bbox": [float(x1), float(y1), float(x2 - x1), float(y2 - y1)],
+            "score": float(scores[i]),
+        }
         if rles is not None:
             result["segmentation"] = rles[i]
         results.append(result)
@@ -182,8 +201,10 @@ def coco_metrics(coco_gt, results, iou_type, image_ids=None, verbose=False):
     copies = []
     for index, result in enumerate(results):
         if needed not in result:
-            raise ValueError(f"result {index} has no {needed!r}: {iou_type} evaluation needs it (box-only "
-                             "results can only be evaluated with iou_type='bbox').")
+            raise ValueError(
+                f"result {index} has no {needed!r}: {iou_type} evaluation needs it (box-only "
+                "results can only be evaluated with iou_type='bbox')."
+            )
         copies.append({k: v for k, v in result.items() if k != dropped})
     known = set(coco_gt.getImgIds())
     unknown = sorted({r["image_id"] for r in copies} - known)
@@ -194,8 +215,13 @@ def coco_metrics(coco_gt, results, iou_type, image_ids=None, verbose=False):
         if copies:
             coco_dt = coco_gt.loadRes(copies)
         else:
-            coco_dt = _coco_from_dict({"images": list(coco_gt.dataset["images"]), "annotations": [],
-                                       "categories": list(coco_gt.dataset["categories"])})
+            coco_dt = _coco_from_dict(
+                {
+                    "images": list(coco_gt.dataset["images"]),
+                    "annotations": [],
+                    "categories": list(coco_gt.dataset["categories"]),
+                }
+            )
         evaluator = COCOeval(coco_gt, coco_dt, iou_type)
         if image_ids is not None:
             evaluator.params.imgIds = sorted(int(i) for i in image_ids)
@@ -220,8 +246,16 @@ def _voc_ap50(coco_gt, image_id, r):
         return None
     gt_masks = np.stack([coco_gt.annToMask(a).astype(bool) for a in anns], axis=-1)
     gt_class_ids = np.array([a["category_id"] for a in anns], dtype=np.int32)
-    ap, _, _, _ = utils.compute_ap(utils.extract_bboxes(gt_masks), gt_class_ids, gt_masks, r["rois"],
-                                   r["class_ids"], r["scores"], r["masks"], iou_threshold=0.5)
+    ap, _, _, _ = utils.compute_ap(
+        utils.extract_bboxes(gt_masks),
+        gt_class_ids,
+        gt_masks,
+        r["rois"],
+        r["class_ids"],
+        r["scores"],
+        r["masks"],
+        iou_threshold=0.5,
+    )
     return ap
 
 
@@ -255,14 +289,14 @@ def evaluate_coco(model, dataset, image_ids=None, limit=None, iou_types=IOU_TYPE
         raise ValueError("evaluate_coco needs an inference model: MaskRCNN(mode='inference', ...).")
     image_ids = [int(i) for i in (dataset.image_ids if image_ids is None else image_ids)]
     if limit:
-        image_ids = image_ids[:int(limit)]
+        image_ids = image_ids[: int(limit)]
     start = time.perf_counter()
     coco_gt = dataset_to_coco(dataset, image_ids)
     batch = max(1, int(model.config.BATCH_SIZE))
     progress = keras.utils.Progbar(len(image_ids), unit_name="image") if verbose else None
     results, aps = [], []
     for first in range(0, len(image_ids), batch):
-        chunk = image_ids[first:first + batch]
+        chunk = image_ids[first : first + batch]
         detections = model.detect([dataset.load_image(i) for i in chunk])
         for image_id, r in zip(chunk, detections):
             results.extend(detections_to_coco(image_id, r["rois"], r["class_ids"], r["scores"], r["masks"]))
@@ -272,8 +306,14 @@ def evaluate_coco(model, dataset, image_ids=None, limit=None, iou_types=IOU_TYPE
         if progress is not None:
             progress.add(len(chunk))
     output = {t: coco_metrics(coco_gt, results, t, image_ids=image_ids) for t in iou_types}
-    output.update({"mAP50_voc": float(np.mean(aps)) if aps else 0.0, "results": results,
-                   "images": len(image_ids), "seconds": time.perf_counter() - start})
+    output.update(
+        {
+            "mAP50_voc": float(np.mean(aps)) if aps else 0.0,
+            "results": results,
+            "images": len(image_ids),
+            "seconds": time.perf_counter() - start,
+        }
+    )
     if verbose:
         _print_summary(output)
     return output
@@ -313,8 +353,10 @@ class EvaluationCallback(keras.callbacks.Callback):
 
             config = self.config or getattr(self.model, "mrcnn_config", None)
             if config is None:
-                raise ValueError("EvaluationCallback cannot find the model's configuration: pass "
-                                 "config=<your Config> (the training config works).")
+                raise ValueError(
+                    "EvaluationCallback cannot find the model's configuration: pass "
+                    "config=<your Config> (the training config works)."
+                )
             self._inference = MaskRCNN(mode="inference", config=config, model_dir=self.log_dir or ".")
         return self._inference
 
@@ -330,21 +372,26 @@ class EvaluationCallback(keras.callbacks.Callback):
             if not layer.weights:
                 continue
             if layer.name not in source:
-                raise ValueError(f"layer {layer.name!r} of the inference model is not in the training model; "
-                                 "build both from the same config.")
+                raise ValueError(
+                    f"layer {layer.name!r} of the inference model is not in the training model; "
+                    "build both from the same config."
+                )
             values = source[layer.name].get_weights()
             shapes = [tuple(w.shape) for w in layer.weights]
             if [v.shape for v in values] != shapes:
-                raise ValueError(f"layer {layer.name!r}: training weights {[v.shape for v in values]} do "
-                                 f"not fit the inference layer {shapes}; build both from the same config.")
+                raise ValueError(
+                    f"layer {layer.name!r}: training weights {[v.shape for v in values]} do "
+                    f"not fit the inference layer {shapes}; build both from the same config."
+                )
             layer.set_weights(values)
         return inference
 
     def on_epoch_end(self, epoch, logs=None):
         if (epoch + 1) % self.every:
             return
-        result = evaluate_coco(self.copy_weights(), self.dataset, image_ids=self.image_ids, limit=self.limit,
-                               verbose=0)
+        result = evaluate_coco(
+            self.copy_weights(), self.dataset, image_ids=self.image_ids, limit=self.limit, verbose=0
+        )
         result.pop("results")
         self.history[epoch] = result
         scalars = {"mAP50_voc": result["mAP50_voc"]}
@@ -389,7 +436,7 @@ def evaluate_map(model, dataset, image_ids=None, iou_thresholds=COCO_IOU_THRESHO
     progress = keras.utils.Progbar(len(image_ids), unit_name="image") if verbose else None
     start = time.perf_counter()
     for first in range(0, len(image_ids), batch):
-        chunk = image_ids[first:first + batch]
+        chunk = image_ids[first : first + batch]
         images = [dataset.load_image(i) for i in chunk]
         results = model.detect(images)
         for image_id, r in zip(chunk, results):
@@ -400,8 +447,16 @@ def evaluate_map(model, dataset, image_ids=None, iou_thresholds=COCO_IOU_THRESHO
                 continue
             gt_boxes = utils.extract_bboxes(gt_masks)
             for t in thresholds:
-                ap, _, _, _ = utils.compute_ap(gt_boxes, gt_class_ids, gt_masks, r["rois"], r["class_ids"],
-                                               r["scores"], r["masks"], iou_threshold=t)
+                ap, _, _, _ = utils.compute_ap(
+                    gt_boxes,
+                    gt_class_ids,
+                    gt_masks,
+                    r["rois"],
+                    r["class_ids"],
+                    r["scores"],
+                    r["masks"],
+                    iou_threshold=t,
+                )
                 aps[t].append(ap)
         if progress is not None:
             progress.add(len(chunk))

@@ -18,6 +18,7 @@ molded shape, and ``unmold_detections``. Outputs (N = DETECTION_MAX_INSTANCES, r
   at 0.5 to get ``detect()``'s mask). ``masks="both"`` writes the full form as ``serving_default`` and
   the box form as a second signature ``serving_boxes_masks``.
 """
+
 import os
 import shutil
 import tempfile
@@ -35,6 +36,7 @@ SUPPORTED_RESIZE_MODES = ("square", "pad64", "none")
 #  Pre-processing (mold_inputs in TensorFlow)
 ############################################################
 
+
 def _resize_scale(height, width, config):
     """``utils.resize_image``'s scale for an image of (height, width): float64 scalar tensor."""
     height = tf.cast(height, tf.float64)
@@ -49,8 +51,11 @@ def _resize_scale(height, width, config):
         scale = tf.maximum(scale, float(config.IMAGE_MIN_SCALE))
     if mode == "square" and config.IMAGE_MAX_DIM:
         image_max = tf.maximum(height, width)
-        scale = tf.where(tf.round(image_max * scale) > float(config.IMAGE_MAX_DIM),
-                         float(config.IMAGE_MAX_DIM) / image_max, scale)
+        scale = tf.where(
+            tf.round(image_max * scale) > float(config.IMAGE_MAX_DIM),
+            float(config.IMAGE_MAX_DIM) / image_max,
+            scale,
+        )
     return scale
 
 
@@ -62,7 +67,8 @@ def _linear_taps(in_size, out_size):
     weights 1 - frac(c) and 1 - (1 - frac(c)) (scipy's order-1 spline weights, bit for bit).
     """
     coords = (tf.range(out_size, dtype=tf.float64) + 0.5) * (
-        tf.cast(in_size, tf.float64) / tf.cast(out_size, tf.float64)) - 0.5
+        tf.cast(in_size, tf.float64) / tf.cast(out_size, tf.float64)
+    ) - 0.5
     low = tf.floor(coords)
     w0 = 1.0 - (coords - low)
     return tf.cast(low, tf.int32) + 1, w0, 1.0 - w0
@@ -88,10 +94,12 @@ def _resize_like_skimage(images, out_height, out_width):
     wy1 = wy1[None, :, None, None]
     wx0 = wx0[None, None, :, None]
     wx1 = wx1[None, None, :, None]
-    resized = (tf.gather(top, x_low, axis=2) * wy0 * wx0
-               + tf.gather(top, x_low + 1, axis=2) * wy0 * wx1
-               + tf.gather(bottom, x_low, axis=2) * wy1 * wx0
-               + tf.gather(bottom, x_low + 1, axis=2) * wy1 * wx1)
+    resized = (
+        tf.gather(top, x_low, axis=2) * wy0 * wx0
+        + tf.gather(top, x_low + 1, axis=2) * wy0 * wx1
+        + tf.gather(bottom, x_low, axis=2) * wy1 * wx0
+        + tf.gather(bottom, x_low + 1, axis=2) * wy1 * wx1
+    )
     low = tf.reduce_min(values, axis=[1, 2, 3], keepdims=True)
     high = tf.reduce_max(values, axis=[1, 2, 3], keepdims=True)
     resized = tf.clip_by_value(resized, low, high)
@@ -116,8 +124,11 @@ def mold_images_graph(images, config):
     else:
         new_h = tf.cast(tf.round(tf.cast(height, tf.float64) * scale), tf.int32)
         new_w = tf.cast(tf.round(tf.cast(width, tf.float64) * scale), tf.int32)
-        pixels = tf.cond(tf.equal(scale, 1.0), lambda: tf.cast(images, tf.float32),
-                         lambda: _resize_like_skimage(images, new_h, new_w))
+        pixels = tf.cond(
+            tf.equal(scale, 1.0),
+            lambda: tf.cast(images, tf.float32),
+            lambda: _resize_like_skimage(images, new_h, new_w),
+        )
     if mode == "square":
         full_h = full_w = tf.constant(int(config.IMAGE_MAX_DIM), tf.int32)
     elif mode == "pad64":
@@ -131,13 +142,16 @@ def mold_images_graph(images, config):
     mean = tf.constant(np.asarray(config.MEAN_PIXEL, dtype=np.float32).reshape(-1))
     molded = pixels - mean
     window = tf.stack([top, left, top + new_h, left + new_w])
-    meta = tf.concat([
-        tf.zeros([1], tf.float32),
-        tf.cast(tf.stack([height, width, channels, full_h, full_w, channels]), tf.float32),
-        tf.cast(window, tf.float32),
-        tf.cast(scale, tf.float32)[None],
-        tf.zeros([int(config.NUM_CLASSES)], tf.float32),
-    ], axis=0)
+    meta = tf.concat(
+        [
+            tf.zeros([1], tf.float32),
+            tf.cast(tf.stack([height, width, channels, full_h, full_w, channels]), tf.float32),
+            tf.cast(window, tf.float32),
+            tf.cast(scale, tf.float32)[None],
+            tf.zeros([int(config.NUM_CLASSES)], tf.float32),
+        ],
+        axis=0,
+    )
     metas = tf.tile(meta[None], [batch, 1])
     return molded, metas, window
 
@@ -153,7 +167,8 @@ def _check_backbone_shapes(config):
                 "exported graph computes anchors for each size as ceil(side / stride) per BACKBONE_STRIDES; "
                 f"this config's COMPUTE_BACKBONE_SHAPE gives {got.tolist()} for {side_h}x{side_w} instead "
                 f"of {expected.tolist()}. Use IMAGE_RESIZE_MODE='square' (fixed anchors) or a backbone "
-                "whose feature maps are ceil(side / stride).")
+                "whose feature maps are ceil(side / stride)."
+            )
 
 
 def anchors_graph(molded_height, molded_width, config):
@@ -186,13 +201,16 @@ def anchors_graph(molded_height, molded_width, config):
 #  Post-processing (unmold_detections in TensorFlow)
 ############################################################
 
+
 def unmold_boxes_graph(boxes, window, molded_shape, image_shape):
     """Normalized boxes of the molded image [B, N, 4] -> float32 integer-valued pixel boxes of the
     input image, with the float32/float64 steps of ``MaskRCNN.unmold_detections`` (so the rounding
     agrees with ``detect()``). window: int32 [4] pixels of the molded image; shapes: (height, width)."""
     window_norm = tf.cast(
         (tf.cast(window, tf.float64) - tf.constant([0.0, 0.0, 1.0, 1.0], tf.float64))
-        / tf.cast(tf.stack([molded_shape[0] - 1, molded_shape[1] - 1] * 2), tf.float64), tf.float32)
+        / tf.cast(tf.stack([molded_shape[0] - 1, molded_shape[1] - 1] * 2), tf.float64),
+        tf.float32,
+    )
     wy1, wx1, wy2, wx2 = tf.unstack(window_norm)
     shift = tf.stack([wy1, wx1, wy1, wx1])
     scale = tf.stack([wy2 - wy1, wx2 - wx1, wy2 - wy1, wx2 - wx1])
@@ -215,8 +233,10 @@ def _paste_weights(starts, stops, size, length):
     low = tf.minimum(tf.floor(coords), float(size))
     frac = coords - low
     low = tf.cast(low, tf.int32)
-    weights = (tf.one_hot(low, size + 2, dtype=tf.float32) * tf.cast(1.0 - frac, tf.float32)[..., None]
-               + tf.one_hot(low + 1, size + 2, dtype=tf.float32) * tf.cast(frac, tf.float32)[..., None])
+    weights = (
+        tf.one_hot(low, size + 2, dtype=tf.float32) * tf.cast(1.0 - frac, tf.float32)[..., None]
+        + tf.one_hot(low + 1, size + 2, dtype=tf.float32) * tf.cast(frac, tf.float32)[..., None]
+    )
     inside = tf.logical_and(pixels >= starts, pixels < stops)
     return weights * tf.cast(inside, tf.float32)[..., None]
 
@@ -249,6 +269,7 @@ def _compact(keep, tensors):
 #  The exported module
 ############################################################
 
+
 class ServingModule(tf.Module):
     """tf.Module with the serving functions of an inference ``MaskRCNN``.
 
@@ -268,10 +289,14 @@ class ServingModule(tf.Module):
         spec = [tf.TensorSpec([None, None, None, channels], tf.uint8, name="images")]
         self.detect_full = tf.function(
             lambda images: _serve(images, keras_model, config, fixed_anchors, full_masks=True),
-            input_signature=spec, autograph=False)
+            input_signature=spec,
+            autograph=False,
+        )
         self.detect_boxes = tf.function(
             lambda images: _serve(images, keras_model, config, fixed_anchors, full_masks=False),
-            input_signature=spec, autograph=False)
+            input_signature=spec,
+            autograph=False,
+        )
 
     def track_variables(self, functions):
         """Own the tf.Variables read by the traced ``functions`` (concrete functions). Tracking these
@@ -309,8 +334,9 @@ def _serve(images, keras_model, config, fixed_anchors, full_masks):
     area = (boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1])
     keep = tf.logical_and(valid, area > 0)
     # Per-box masks of each detection's class: [B, N, h, w].
-    box_masks = tf.gather(tf.transpose(mrcnn_mask, [0, 1, 4, 2, 3]), tf.maximum(class_ids, 0),
-                          axis=2, batch_dims=2)
+    box_masks = tf.gather(
+        tf.transpose(mrcnn_mask, [0, 1, 4, 2, 3]), tf.maximum(class_ids, 0), axis=2, batch_dims=2
+    )
     boxes, class_ids, scores, box_masks = _compact(keep, [boxes, class_ids, scores, box_masks])
     result = {
         "boxes": boxes,
@@ -327,17 +353,23 @@ def _serve(images, keras_model, config, fixed_anchors, full_masks):
 
 def _check_exportable(model, masks):
     if getattr(model, "mode", None) != "inference" or not hasattr(model, "keras_model"):
-        raise ValueError("export_saved_model needs a MaskRCNN built in inference mode: "
-                         "MaskRCNN(mode='inference', config=..., model_dir=...) and load_weights(...) "
-                         f"(got mode={getattr(model, 'mode', None)!r}).")
+        raise ValueError(
+            "export_saved_model needs a MaskRCNN built in inference mode: "
+            "MaskRCNN(mode='inference', config=..., model_dir=...) and load_weights(...) "
+            f"(got mode={getattr(model, 'mode', None)!r})."
+        )
     if masks not in MASK_FORMS:
-        raise ValueError(f"masks must be one of {MASK_FORMS} (full-size masks, 28x28 box masks, or "
-                         f"both as two signatures); got {masks!r}.")
+        raise ValueError(
+            f"masks must be one of {MASK_FORMS} (full-size masks, 28x28 box masks, or "
+            f"both as two signatures); got {masks!r}."
+        )
     mode = model.config.IMAGE_RESIZE_MODE
     if mode not in SUPPORTED_RESIZE_MODES:
-        raise ValueError(f"IMAGE_RESIZE_MODE={mode!r} cannot be exported: the serving graph supports "
-                         f"{SUPPORTED_RESIZE_MODES} ('crop' is a random training crop). Set the inference "
-                         "config's IMAGE_RESIZE_MODE to 'square' or 'pad64'.")
+        raise ValueError(
+            f"IMAGE_RESIZE_MODE={mode!r} cannot be exported: the serving graph supports "
+            f"{SUPPORTED_RESIZE_MODES} ('crop' is a random training crop). Set the inference "
+            "config's IMAGE_RESIZE_MODE to 'square' or 'pad64'."
+        )
     if mode != "square":
         _check_backbone_shapes(model.config)
 
@@ -355,8 +387,10 @@ def export_saved_model(model, export_dir, masks="full", overwrite=False, verbose
     _check_exportable(model, masks)
     export_dir = os.path.abspath(os.fspath(export_dir))
     if os.path.lexists(export_dir) and not overwrite:
-        raise FileExistsError(f"{export_dir} already exists; choose a new directory (for TF Serving a new "
-                              "version number) or pass overwrite=True to replace it.")
+        raise FileExistsError(
+            f"{export_dir} already exists; choose a new directory (for TF Serving a new "
+            "version number) or pass overwrite=True to replace it."
+        )
     parent = os.path.dirname(export_dir)
     os.makedirs(parent, exist_ok=True)
     # TensorFlow's plain convolutions and NMS in the exported graph: mrcnn's Winograd transforms and blocked
@@ -384,6 +418,8 @@ def export_saved_model(model, export_dir, masks="full", overwrite=False, verbose
             if os.path.exists(staging):
                 shutil.rmtree(staging, ignore_errors=True)
     if verbose:
-        print(f"Saved the serving model to {export_dir}: signatures {', '.join(signatures)}; input 'images' "
-              f"uint8 [batch, height, width, {int(model.config.IMAGE_CHANNEL_COUNT)}]; masks={masks!r}.")
+        print(
+            f"Saved the serving model to {export_dir}: signatures {', '.join(signatures)}; input 'images' "
+            f"uint8 [batch, height, width, {int(model.config.IMAGE_CHANNEL_COUNT)}]; masks={masks!r}."
+        )
     return export_dir

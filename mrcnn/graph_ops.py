@@ -3,6 +3,7 @@
 The helpers operate on tf.Tensors (never on KerasTensors): call them from a Layer's ``call``.
 Boxes are (y1, x1, y2, x2). Inside the graph boxes are normalized (see ``norm_boxes_graph``).
 """
+
 import keras
 import tensorflow as tf
 
@@ -79,12 +80,15 @@ def box_refinement_graph(box, gt_box):
     gt_width = gt_box[:, 3] - gt_box[:, 1]
     gt_center_y = gt_box[:, 0] + 0.5 * gt_height
     gt_center_x = gt_box[:, 1] + 0.5 * gt_width
-    return tf.stack([
-        (gt_center_y - center_y) / height,
-        (gt_center_x - center_x) / width,
-        tf.math.log(gt_height / height),
-        tf.math.log(gt_width / width),
-    ], axis=1)
+    return tf.stack(
+        [
+            (gt_center_y - center_y) / height,
+            (gt_center_x - center_x) / width,
+            tf.math.log(gt_height / height),
+            tf.math.log(gt_width / width),
+        ],
+        axis=1,
+    )
 
 
 def trim_zeros_graph(boxes, name="trim_zeros"):
@@ -95,7 +99,7 @@ def trim_zeros_graph(boxes, name="trim_zeros"):
 
 def batch_pack_graph(x, counts, num_rows):
     """Concatenate the first ``counts[i]`` rows of ``x[i]`` for i < num_rows. x: [B, N, ...]."""
-    return tf.concat([x[i, :counts[i]] for i in range(num_rows)], axis=0)
+    return tf.concat([x[i, : counts[i]] for i in range(num_rows)], axis=0)
 
 
 def norm_boxes_graph(boxes, shape):

@@ -12,6 +12,7 @@ Under a mixed precision policy (``Config.MIXED_PRECISION``) the convolutions com
 but the output layers (class logits and softmax, box deltas, mask sigmoid) compute in float32, so the
 scores, deltas and masks fed to the detection layer and the losses are float32.
 """
+
 import keras
 import tensorflow as tf
 
@@ -80,8 +81,13 @@ class RoiConv2D(_PerRoi, WinogradMixin, keras.layers.Conv2D):
 
     def _covers_input(self, shape):
         """True when one valid window covers each RoI (7x7 on 7x7, 1x1 on 1x1): the conv is a matmul."""
-        return (self.padding == "valid" and self.data_format == "channels_last" and self.groups == 1
-                and tuple(self.dilation_rate) == (1, 1) and tuple(shape[2:4]) == tuple(self.kernel_size))
+        return (
+            self.padding == "valid"
+            and self.data_format == "channels_last"
+            and self.groups == 1
+            and tuple(self.dilation_rate) == (1, 1)
+            and tuple(shape[2:4]) == tuple(self.kernel_size)
+        )
 
     def _dense_call(self, inputs):
         """[B, R, kh, kw, C] -> [B, R, 1, 1, filters] as one matmul with the kernel read as [kh*kw*C, F].
@@ -120,8 +126,9 @@ def _check_head_inputs(rois, feature_maps, pool_size, num_classes):
         raise ValueError(f"pool_size ({pool_size}) and num_classes ({num_classes}) must be >= 1.")
 
 
-def fpn_classifier_graph(rois, feature_maps, image_meta, pool_size, num_classes, train_bn=True,
-                         fc_layers_size=1024):
+def fpn_classifier_graph(
+    rois, feature_maps, image_meta, pool_size, num_classes, train_bn=True, fc_layers_size=1024
+):
     """Box classifier and regressor head.
 
     rois: [B, R, 4] normalized boxes; feature_maps: [P2, P3, P4, P5]; image_meta: [B, IMAGE_META_SIZE];
@@ -133,7 +140,8 @@ def fpn_classifier_graph(rois, feature_maps, image_meta, pool_size, num_classes,
     """
     _check_head_inputs(rois, feature_maps, pool_size, num_classes)
     x = PyramidROIAlign([pool_size, pool_size], name="roi_align_classifier")(
-        [rois, image_meta] + list(feature_maps))
+        [rois, image_meta] + list(feature_maps)
+    )
     # Two "fully connected" layers written as convolutions: pool x pool valid, then 1 x 1.
     x = RoiConv2D(fc_layers_size, (pool_size, pool_size), padding="valid", name="mrcnn_class_conv1")(x)
     x = BatchNorm(name="mrcnn_class_bn1")(x, training=train_bn)
@@ -153,8 +161,9 @@ def fpn_classifier_graph(rois, feature_maps, image_meta, pool_size, num_classes,
     return mrcnn_class_logits, mrcnn_probs, mrcnn_bbox
 
 
-def build_fpn_mask_graph(rois, feature_maps, image_meta, pool_size, num_classes, train_bn=True,
-                         conv_layers_size=256):
+def build_fpn_mask_graph(
+    rois, feature_maps, image_meta, pool_size, num_classes, train_bn=True, conv_layers_size=256
+):
     """Mask head: RoIAlign (``roi_align_mask``) then ``fpn_mask_head``.
 
     rois: [B, R, 4] normalized boxes; feature_maps: [P2, P3, P4, P5]; image_meta: [B, IMAGE_META_SIZE];
@@ -167,7 +176,8 @@ def build_fpn_mask_graph(rois, feature_maps, image_meta, pool_size, num_classes,
     """
     _check_head_inputs(rois, feature_maps, pool_size, num_classes)
     pooled = PyramidROIAlign([pool_size, pool_size], name="roi_align_mask")(
-        [rois, image_meta] + list(feature_maps))
+        [rois, image_meta] + list(feature_maps)
+    )
     return fpn_mask_head(pooled, num_classes, train_bn=train_bn, conv_layers_size=conv_layers_size)
 
 
@@ -182,7 +192,9 @@ def fpn_mask_head(pooled, num_classes, train_bn=True, conv_layers_size=256):
         x = RoiConv2D(conv_layers_size, (3, 3), padding="same", name=f"mrcnn_mask_conv{i}")(x)
         x = BatchNorm(name=f"mrcnn_mask_bn{i}")(x, training=train_bn)
         x = keras.layers.Activation("relu", name=f"mrcnn_mask_relu{i}")(x)
-    x = RoiConv2DTranspose(conv_layers_size, (2, 2), strides=2, activation="relu",
-                           name="mrcnn_mask_deconv")(x)
-    return RoiConv2D(num_classes, (1, 1), strides=1, activation="sigmoid", name="mrcnn_mask",
-                     dtype="float32")(x)
+    x = RoiConv2DTranspose(conv_layers_size, (2, 2), strides=2, activation="relu", name="mrcnn_mask_deconv")(
+        x
+    )
+    return RoiConv2D(
+        num_classes, (1, 1), strides=1, activation="sigmoid", name="mrcnn_mask", dtype="float32"
+    )(x)

@@ -11,6 +11,7 @@ summed across replicas) then gives exactly the loss and gradient of one device o
 even when the replicas hold different numbers of positives; the mean of the replicas' values is the
 global-batch loss.
 """
+
 import keras
 import tensorflow as tf
 

@@ -7,6 +7,7 @@ pipeline functions and ``log``.
 Coordinates: boxes are (y1, x1, y2, x2). ``detect`` returns pixel boxes of the original image with
 exclusive y2/x2; inside the graph boxes are normalized (``utils.norm_boxes``).
 """
+
 import contextlib
 import datetime
 import errno
@@ -120,6 +121,7 @@ def log(text, array=None):
 #  Small graph layers used by the model builder
 ############################################################
 
+
 @keras.saving.register_keras_serializable(package="mrcnn")
 class ConstantAnchors(Float32Layer):
     """Pyramid anchors of a fixed image shape, normalized, broadcast to the batch: [B, A, 4].
@@ -137,7 +139,8 @@ class ConstantAnchors(Float32Layer):
         self.anchor_stride = int(anchor_stride)
         self.image_shape = list(map(int, image_shape))
         anchors = utils.generate_pyramid_anchors(
-            self.scales, self.ratios, np.array(self.backbone_shapes), self.strides, self.anchor_stride)
+            self.scales, self.ratios, np.array(self.backbone_shapes), self.strides, self.anchor_stride
+        )
         self.anchors = utils.norm_boxes(anchors, self.image_shape[:2]).astype(np.float32)
 
     def call(self, image):
@@ -148,9 +151,15 @@ class ConstantAnchors(Float32Layer):
         return (input_shape[0], *self.anchors.shape)
 
     def get_config(self):
-        return {**super().get_config(), "scales": self.scales, "ratios": self.ratios,
-                "backbone_shapes": self.backbone_shapes, "strides": self.strides,
-                "anchor_stride": self.anchor_stride, "image_shape": self.image_shape}
+        return {
+            **super().get_config(),
+            "scales": self.scales,
+            "ratios": self.ratios,
+            "backbone_shapes": self.backbone_shapes,
+            "strides": self.strides,
+            "anchor_stride": self.anchor_stride,
+            "image_shape": self.image_shape,
+        }
 
 
 @keras.saving.register_keras_serializable(package="mrcnn")
@@ -170,14 +179,21 @@ class NormBoxes(Float32Layer):
 
 def _anchor_layer(config):
     backbone_shapes = compute_backbone_shapes(config, config.IMAGE_SHAPE)
-    return ConstantAnchors(config.RPN_ANCHOR_SCALES, config.RPN_ANCHOR_RATIOS, backbone_shapes,
-                           config.BACKBONE_STRIDES, config.RPN_ANCHOR_STRIDE, config.IMAGE_SHAPE,
-                           name="anchors")
+    return ConstantAnchors(
+        config.RPN_ANCHOR_SCALES,
+        config.RPN_ANCHOR_RATIOS,
+        backbone_shapes,
+        config.BACKBONE_STRIDES,
+        config.RPN_ANCHOR_STRIDE,
+        config.IMAGE_SHAPE,
+        name="anchors",
+    )
 
 
 ############################################################
 #  MaskRCNN
 ############################################################
+
 
 class MaskRCNN:
     """Mask R-CNN model: builds the Keras graph and runs training and inference.
@@ -195,11 +211,15 @@ class MaskRCNN:
         if mode not in ("training", "inference"):
             raise ValueError(f"mode must be 'training' or 'inference', got {mode!r}.")
         if mode == "training" and config.NUM_CLASSES < 2:
-            raise ValueError(f"NUM_CLASSES={config.NUM_CLASSES}: training needs background plus at least one "
-                             "class; set NUM_CLASSES = 1 + the number of your classes.")
+            raise ValueError(
+                f"NUM_CLASSES={config.NUM_CLASSES}: training needs background plus at least one "
+                "class; set NUM_CLASSES = 1 + the number of your classes."
+            )
         if mode == "inference" and strategy is not None:
-            raise ValueError("strategy= is for training; an inference model runs on one device (create it "
-                             "without strategy).")
+            raise ValueError(
+                "strategy= is for training; an inference model runs on one device (create it "
+                "without strategy)."
+            )
         self.mode = mode
         self.config = config
         self.model_dir = model_dir
@@ -230,10 +250,12 @@ class MaskRCNN:
 
     def _build_graph(self, mode, config):
         h, w = config.IMAGE_SHAPE[:2]
-        if h / 2 ** 6 != int(h / 2 ** 6) or w / 2 ** 6 != int(w / 2 ** 6):
-            raise ValueError("Image size must be divisible by 2 at least 6 times to avoid fractions when "
-                             "downscaling and upscaling: use 256, 320, 384, 448, 512, ... (got "
-                             f"{h}x{w}).")
+        if h / 2**6 != int(h / 2**6) or w / 2**6 != int(w / 2**6):
+            raise ValueError(
+                "Image size must be divisible by 2 at least 6 times to avoid fractions when "
+                "downscaling and upscaling: use 256, 320, 384, 448, 512, ... (got "
+                f"{h}x{w})."
+            )
         channels = int(config.IMAGE_CHANNEL_COUNT)
         input_image = keras.Input(shape=[None, None, channels], name="input_image")
         input_image_meta = keras.Input(shape=[config.IMAGE_META_SIZE], name="input_image_meta")
@@ -258,73 +280,129 @@ class MaskRCNN:
 
         anchors = _anchor_layer(config)(input_image) if mode == "training" else input_anchors
 
-        rpn = build_rpn_model(config.RPN_ANCHOR_STRIDE, len(config.RPN_ANCHOR_RATIOS),
-                              config.TOP_DOWN_PYRAMID_SIZE)
+        rpn = build_rpn_model(
+            config.RPN_ANCHOR_STRIDE, len(config.RPN_ANCHOR_RATIOS), config.TOP_DOWN_PYRAMID_SIZE
+        )
         level_outputs = [rpn(p) for p in rpn_feature_maps]
         rpn_class_logits, rpn_class, rpn_bbox = [
             keras.layers.Concatenate(axis=1, name=name, dtype="float32")(
-                [outputs[i] for outputs in level_outputs])
-            for i, name in enumerate(["rpn_class_logits", "rpn_class", "rpn_bbox"])]
+                [outputs[i] for outputs in level_outputs]
+            )
+            for i, name in enumerate(["rpn_class_logits", "rpn_class", "rpn_bbox"])
+        ]
 
-        proposal_count = config.POST_NMS_ROIS_TRAINING if mode == "training" \
-            else config.POST_NMS_ROIS_INFERENCE
-        rpn_rois = ProposalLayer(proposal_count=proposal_count, nms_threshold=config.RPN_NMS_THRESHOLD,
-                                 name="ROI", config=config)([rpn_class, rpn_bbox, anchors])
+        proposal_count = (
+            config.POST_NMS_ROIS_TRAINING if mode == "training" else config.POST_NMS_ROIS_INFERENCE
+        )
+        rpn_rois = ProposalLayer(
+            proposal_count=proposal_count, nms_threshold=config.RPN_NMS_THRESHOLD, name="ROI", config=config
+        )([rpn_class, rpn_bbox, anchors])
 
         if mode == "training":
-            inputs = [input_image, input_image_meta, input_rpn_match, input_rpn_bbox,
-                      input_gt_class_ids, input_gt_boxes, input_gt_masks]
+            inputs = [
+                input_image,
+                input_image_meta,
+                input_rpn_match,
+                input_rpn_bbox,
+                input_gt_class_ids,
+                input_gt_boxes,
+                input_gt_masks,
+            ]
             if config.USE_RPN_ROIS:
                 target_rois = rpn_rois
             else:
-                input_rois = keras.Input(shape=[config.POST_NMS_ROIS_TRAINING, 4], name="input_roi",
-                                         dtype="int32")
+                input_rois = keras.Input(
+                    shape=[config.POST_NMS_ROIS_TRAINING, 4], name="input_roi", dtype="int32"
+                )
                 inputs.append(input_rois)
                 target_rois = NormBoxes(name="norm_input_roi")([input_rois, input_image])
 
             rois, target_class_ids, target_bbox, target_mask = DetectionTargetLayer(
-                config, name="proposal_targets")([target_rois, input_gt_class_ids, gt_boxes, input_gt_masks])
+                config, name="proposal_targets"
+            )([target_rois, input_gt_class_ids, gt_boxes, input_gt_masks])
 
             mrcnn_class_logits, mrcnn_class, mrcnn_bbox = fpn_classifier_graph(
-                rois, mrcnn_feature_maps, input_image_meta, config.POOL_SIZE, config.NUM_CLASSES,
-                train_bn=bn_training(config), fc_layers_size=config.FPN_CLASSIF_FC_LAYERS_SIZE)
+                rois,
+                mrcnn_feature_maps,
+                input_image_meta,
+                config.POOL_SIZE,
+                config.NUM_CLASSES,
+                train_bn=bn_training(config),
+                fc_layers_size=config.FPN_CLASSIF_FC_LAYERS_SIZE,
+            )
             # The mask head only runs on the batch's positive RoIs (Matterport ran it on all RoIs and
             # discarded the negatives in the loss): same loss, a fraction of the mask-head work.
-            mask_rois, mask_class_ids, mask_targets = PositiveRoiSlice(positive_quota(config),
-                                                                       name="positive_rois")(
-                [rois, target_class_ids, target_mask])
+            mask_rois, mask_class_ids, mask_targets = PositiveRoiSlice(
+                positive_quota(config), name="positive_rois"
+            )([rois, target_class_ids, target_mask])
             mask_features = PyramidROIAlign([config.MASK_POOL_SIZE] * 2, name="roi_align_mask")(
-                [mask_rois, input_image_meta] + mrcnn_feature_maps)
+                [mask_rois, input_image_meta] + mrcnn_feature_maps
+            )
             mask_class_ids, mask_features, mask_targets = PositiveRoiPack(name="positive_roi_pack")(
-                [mask_class_ids, mask_features, mask_targets])
-            mrcnn_mask = fpn_mask_head(mask_features, config.NUM_CLASSES, train_bn=bn_training(config),
-                                       conv_layers_size=config.FPN_MASK_CONV_LAYERS_SIZE)
+                [mask_class_ids, mask_features, mask_targets]
+            )
+            mrcnn_mask = fpn_mask_head(
+                mask_features,
+                config.NUM_CLASSES,
+                train_bn=bn_training(config),
+                conv_layers_size=config.FPN_MASK_CONV_LAYERS_SIZE,
+            )
             output_rois = keras.layers.Identity(name="output_rois", dtype="float32")(rois)
 
             rpn_class_loss = RPNClassLoss(name="rpn_class_loss")([input_rpn_match, rpn_class_logits])
-            rpn_bbox_loss = RPNBboxLoss(name="rpn_bbox_loss")(
-                [input_rpn_bbox, input_rpn_match, rpn_bbox])
+            rpn_bbox_loss = RPNBboxLoss(name="rpn_bbox_loss")([input_rpn_bbox, input_rpn_match, rpn_bbox])
             class_loss = MrcnnClassLoss(name="mrcnn_class_loss")(
-                [target_class_ids, mrcnn_class_logits, input_image_meta])
+                [target_class_ids, mrcnn_class_logits, input_image_meta]
+            )
             bbox_loss = MrcnnBboxLoss(name="mrcnn_bbox_loss")([target_bbox, target_class_ids, mrcnn_bbox])
             mask_loss = MrcnnMaskLoss(name="mrcnn_mask_loss")([mask_targets, mask_class_ids, mrcnn_mask])
 
-            outputs = [rpn_class_logits, rpn_class, rpn_bbox, mrcnn_class_logits, mrcnn_class, mrcnn_bbox,
-                       mrcnn_mask, rpn_rois, output_rois,
-                       rpn_class_loss, rpn_bbox_loss, class_loss, bbox_loss, mask_loss]
-            return MaskRCNNTrainer(inputs=inputs, outputs=outputs, name="mask_rcnn",
-                                   loss_weights=config.LOSS_WEIGHTS, weight_decay=config.WEIGHT_DECAY)
+            outputs = [
+                rpn_class_logits,
+                rpn_class,
+                rpn_bbox,
+                mrcnn_class_logits,
+                mrcnn_class,
+                mrcnn_bbox,
+                mrcnn_mask,
+                rpn_rois,
+                output_rois,
+                rpn_class_loss,
+                rpn_bbox_loss,
+                class_loss,
+                bbox_loss,
+                mask_loss,
+            ]
+            return MaskRCNNTrainer(
+                inputs=inputs,
+                outputs=outputs,
+                name="mask_rcnn",
+                loss_weights=config.LOSS_WEIGHTS,
+                weight_decay=config.WEIGHT_DECAY,
+            )
 
         mrcnn_class_logits, mrcnn_class, mrcnn_bbox = fpn_classifier_graph(
-            rpn_rois, mrcnn_feature_maps, input_image_meta, config.POOL_SIZE, config.NUM_CLASSES,
-            train_bn=bn_training(config), fc_layers_size=config.FPN_CLASSIF_FC_LAYERS_SIZE)
+            rpn_rois,
+            mrcnn_feature_maps,
+            input_image_meta,
+            config.POOL_SIZE,
+            config.NUM_CLASSES,
+            train_bn=bn_training(config),
+            fc_layers_size=config.FPN_CLASSIF_FC_LAYERS_SIZE,
+        )
         detections = DetectionLayer(config, name="mrcnn_detection")(
-            [rpn_rois, mrcnn_class, mrcnn_bbox, input_image_meta])
+            [rpn_rois, mrcnn_class, mrcnn_bbox, input_image_meta]
+        )
         detection_boxes = DetectionBoxes(name="detection_boxes")(detections)
-        mrcnn_mask = build_fpn_mask_graph(detection_boxes, mrcnn_feature_maps, input_image_meta,
-                                          config.MASK_POOL_SIZE, config.NUM_CLASSES,
-                                          train_bn=bn_training(config),
-                                          conv_layers_size=config.FPN_MASK_CONV_LAYERS_SIZE)
+        mrcnn_mask = build_fpn_mask_graph(
+            detection_boxes,
+            mrcnn_feature_maps,
+            input_image_meta,
+            config.MASK_POOL_SIZE,
+            config.NUM_CLASSES,
+            train_bn=bn_training(config),
+            conv_layers_size=config.FPN_MASK_CONV_LAYERS_SIZE,
+        )
         outputs = [detections, mrcnn_class, mrcnn_bbox, mrcnn_mask, rpn_rois, rpn_class, rpn_bbox]
         return keras.Model([input_image, input_image_meta, input_anchors], outputs, name="mask_rcnn")
 
@@ -335,13 +413,17 @@ class MaskRCNN:
         Raises FileNotFoundError when there is no such directory or no weights file in it.
         """
         key = self.config.NAME.lower() if self.config.NAME else ""
-        dir_names = sorted(d for d in next(os.walk(self.model_dir))[1] if d.startswith(key)) \
-            if os.path.isdir(self.model_dir) else []
+        dir_names = (
+            sorted(d for d in next(os.walk(self.model_dir))[1] if d.startswith(key))
+            if os.path.isdir(self.model_dir)
+            else []
+        )
         if not dir_names:
             raise FileNotFoundError(errno.ENOENT, f"Could not find model directory under {self.model_dir}")
         dir_name = os.path.join(self.model_dir, dir_names[-1])
-        checkpoints = sorted(f for f in next(os.walk(dir_name))[2]
-                             if f.startswith("mask_rcnn") and f.endswith(".h5"))
+        checkpoints = sorted(
+            f for f in next(os.walk(dir_name))[2] if f.startswith("mask_rcnn") and f.endswith(".h5")
+        )
         if not checkpoints:
             raise FileNotFoundError(errno.ENOENT, f"Could not find weight files in {dir_name}")
         return os.path.join(dir_name, checkpoints[-1])
@@ -355,8 +437,10 @@ class MaskRCNN:
         self.epoch = 0
         now = datetime.datetime.now()
         if model_path:
-            pattern = (r".*[/\\][\w-]+(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})[/\\]"
-                       r"mask_rcnn_[\w-]+(\d{4})\.h5")
+            pattern = (
+                r".*[/\\][\w-]+(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})[/\\]"
+                r"mask_rcnn_[\w-]+(\d{4})\.h5"
+            )
             match = re.match(pattern, str(model_path))
             if match:
                 now = datetime.datetime(*map(int, match.groups()[:5]))
@@ -365,7 +449,8 @@ class MaskRCNN:
         name = self.config.NAME.lower() if self.config.NAME else ""
         self.log_dir = os.path.join(self.model_dir, f"{name}{now:%Y%m%dT%H%M}")
         self.checkpoint_path = os.path.join(self.log_dir, f"mask_rcnn_{name}_*epoch*.h5").replace(
-            "*epoch*", "{epoch:04d}")
+            "*epoch*", "{epoch:04d}"
+        )
 
     def load_weights(self, filepath, by_name=False, exclude=None):
         """Load HDF5 weights in Matterport's (Keras 2) layout, e.g. ``mask_rcnn_coco.h5``.
@@ -385,7 +470,8 @@ class MaskRCNN:
             raise ValueError(
                 f"{filepath} does not match this model layer for layer: missing in the file "
                 f"{report['missing'][:5]}, not in the model {report['unused'][:5]}. Load with by_name=True "
-                "(and exclude=[...] for layers whose shapes differ) to load the layers that match.")
+                "(and exclude=[...] for layers whose shapes differ) to load the layers that match."
+            )
         if report["missing"]:
             logger.info("Layers not in %s (left as initialized): %s", filepath, report["missing"])
         self.set_log_dir(filepath)
@@ -407,10 +493,16 @@ class MaskRCNN:
 
     def get_imagenet_weights(self):
         """Download (once) and return the path of ImageNet ResNet-50 weights (Keras' notop file)."""
-        url = ("https://github.com/fchollet/deep-learning-models/releases/download/v0.2/"
-               "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5")
-        return keras.utils.get_file("resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5", url,
-                                    cache_subdir="models", file_hash="a268eb855778b3df3c7506639542a6af")
+        url = (
+            "https://github.com/fchollet/deep-learning-models/releases/download/v0.2/"
+            "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
+        )
+        return keras.utils.get_file(
+            "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
+            url,
+            cache_subdir="models",
+            file_hash="a268eb855778b3df3c7506639542a6af",
+        )
 
     # ------------------------------------------------------------------ trainable layers
     def find_trainable_layer(self, layer):
@@ -457,8 +549,9 @@ class MaskRCNN:
         ``keras.optimizers.LossScaleOptimizer`` (dynamic loss scaling; bfloat16 needs none).
         """
         with self._strategy_scope():
-            optimizer = ClippedMomentumSGD(learning_rate=learning_rate, momentum=momentum,
-                                           clipnorm=self.config.GRADIENT_CLIP_NORM)
+            optimizer = ClippedMomentumSGD(
+                learning_rate=learning_rate, momentum=momentum, clipnorm=self.config.GRADIENT_CLIP_NORM
+            )
             if self.config.MIXED_PRECISION == "mixed_float16":
                 optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
             self.keras_model.compile(optimizer=optimizer)
@@ -466,8 +559,20 @@ class MaskRCNN:
             # that trace make tf.function trace the whole step a second time (about 7 s for ResNet-50).
             optimizer.build(self.keras_model.trainable_variables)
 
-    def train(self, train_dataset, val_dataset, learning_rate, epochs, layers, augmentation=None,
-              custom_callbacks=None, no_augmentation_sources=None, workers=None, verbose=1, strategy=None):
+    def train(
+        self,
+        train_dataset,
+        val_dataset,
+        learning_rate,
+        epochs,
+        layers,
+        augmentation=None,
+        custom_callbacks=None,
+        no_augmentation_sources=None,
+        workers=None,
+        verbose=1,
+        strategy=None,
+    ):
         """Train up to epoch ``epochs`` (cumulative) the layers selected by ``layers``.
 
         ``layers``: a regex full-matched against layer names, or a preset: "heads", "3+", "4+", "5+",
@@ -498,11 +603,26 @@ class MaskRCNN:
         replicas = self.strategy.num_replicas_in_sync if self.strategy is not None else 1
         batch_size = self.config.IMAGES_PER_GPU * replicas
         seed = shared_seed(self.strategy)
-        train_data = MaskRCNNSequence(train_dataset, self.config, shuffle=True, augmentation=augmentation,
-                                      no_augmentation_sources=no_augmentation_sources, batch_size=batch_size,
-                                      steps=self.config.STEPS_PER_EPOCH, workers=workers, seed=seed)
-        val_data = MaskRCNNSequence(val_dataset, self.config, shuffle=True, batch_size=batch_size,
-                                    steps=self.config.VALIDATION_STEPS, workers=workers, seed=seed + 1)
+        train_data = MaskRCNNSequence(
+            train_dataset,
+            self.config,
+            shuffle=True,
+            augmentation=augmentation,
+            no_augmentation_sources=no_augmentation_sources,
+            batch_size=batch_size,
+            steps=self.config.STEPS_PER_EPOCH,
+            workers=workers,
+            seed=seed,
+        )
+        val_data = MaskRCNNSequence(
+            val_dataset,
+            self.config,
+            shuffle=True,
+            batch_size=batch_size,
+            steps=self.config.VALIDATION_STEPS,
+            workers=workers,
+            seed=seed + 1,
+        )
         callbacks = [StopOnNonFiniteLoss()]
         if is_chief(self.strategy):
             os.makedirs(self.log_dir, exist_ok=True)
@@ -521,9 +641,15 @@ class MaskRCNN:
             log(f"Already trained to epoch {self.epoch} >= {epochs}: nothing to do.")
             return
         history = self.keras_model.fit(
-            train_data, initial_epoch=self.epoch, epochs=epochs, steps_per_epoch=self.config.STEPS_PER_EPOCH,
-            callbacks=callbacks, validation_data=val_data, validation_steps=self.config.VALIDATION_STEPS,
-            verbose=verbose)
+            train_data,
+            initial_epoch=self.epoch,
+            epochs=epochs,
+            steps_per_epoch=self.config.STEPS_PER_EPOCH,
+            callbacks=callbacks,
+            validation_data=val_data,
+            validation_steps=self.config.VALIDATION_STEPS,
+            verbose=verbose,
+        )
         if history.epoch:
             # Epochs actually finished (a callback such as StopAfterMinutes may end training early).
             self.epoch = max(self.epoch, history.epoch[-1] + 1)
@@ -538,16 +664,29 @@ class MaskRCNN:
         molded_images, image_metas, windows = [], [], []
         for image in images:
             molded, window, scale, _, _ = utils.resize_image(
-                image, min_dim=self.config.IMAGE_MIN_DIM, min_scale=self.config.IMAGE_MIN_SCALE,
-                max_dim=self.config.IMAGE_MAX_DIM, mode=self.config.IMAGE_RESIZE_MODE)
+                image,
+                min_dim=self.config.IMAGE_MIN_DIM,
+                min_scale=self.config.IMAGE_MIN_SCALE,
+                max_dim=self.config.IMAGE_MAX_DIM,
+                mode=self.config.IMAGE_RESIZE_MODE,
+            )
             molded = mold_image(molded, self.config)
-            meta = compose_image_meta(0, image.shape, molded.shape, window, scale,
-                                      np.zeros([self.config.NUM_CLASSES], dtype=np.int32))
+            meta = compose_image_meta(
+                0,
+                image.shape,
+                molded.shape,
+                window,
+                scale,
+                np.zeros([self.config.NUM_CLASSES], dtype=np.int32),
+            )
             molded_images.append(molded)
             windows.append(window)
             image_metas.append(meta)
-        return (np.stack(molded_images).astype(np.float32), np.stack(image_metas).astype(np.float32),
-                np.stack(windows).astype(np.int32))
+        return (
+            np.stack(molded_images).astype(np.float32),
+            np.stack(image_metas).astype(np.float32),
+            np.stack(windows).astype(np.int32),
+        )
 
     def unmold_detections(self, detections, mrcnn_mask, original_image_shape, image_shape, window):
         """Turn one image's graph outputs into (boxes, class_ids, scores, masks) in original pixels.
@@ -577,17 +716,20 @@ class MaskRCNN:
     def _run_inference(self, molded_images, image_metas, anchors):
         if self._inference_fn is None:
             model = self.keras_model
-            spec = [tf.TensorSpec([None, None, None, int(self.config.IMAGE_CHANNEL_COUNT)], tf.float32),
-                    tf.TensorSpec([None, int(self.config.IMAGE_META_SIZE)], tf.float32),
-                    tf.TensorSpec([None, None, 4], tf.float32)]
+            spec = [
+                tf.TensorSpec([None, None, None, int(self.config.IMAGE_CHANNEL_COUNT)], tf.float32),
+                tf.TensorSpec([None, int(self.config.IMAGE_META_SIZE)], tf.float32),
+                tf.TensorSpec([None, None, 4], tf.float32),
+            ]
 
             @tf.function(input_signature=spec, autograph=False)
             def infer(images, metas, anchors):
                 return model([images, metas, anchors], training=False)
 
             self._inference_fn = infer
-        outputs = self._inference_fn(tf.constant(molded_images), tf.constant(image_metas),
-                                     tf.constant(anchors))
+        outputs = self._inference_fn(
+            tf.constant(molded_images), tf.constant(image_metas), tf.constant(anchors)
+        )
         return [o.numpy() for o in outputs]
 
     def detect(self, images, verbose=0):
@@ -617,18 +759,23 @@ class MaskRCNN:
         for shape, indices in by_shape.items():
             anchors = self.get_anchors(shape)
             for start in range(0, len(indices), batch):
-                chunk = indices[start:start + batch]
+                chunk = indices[start : start + batch]
                 chunk_anchors = np.broadcast_to(anchors, (len(chunk),) + anchors.shape)
                 if verbose:
                     log("molded_images", molded_images[chunk])
                     log("image_metas", image_metas[chunk])
                     log("anchors", chunk_anchors)
                 detections, _, _, mrcnn_mask, _, _, _ = self._run_inference(
-                    molded_images[chunk], image_metas[chunk], chunk_anchors)
+                    molded_images[chunk], image_metas[chunk], chunk_anchors
+                )
                 for row, index in enumerate(chunk):
                     rois, class_ids, scores, masks = self.unmold_detections(
-                        detections[row], mrcnn_mask[row], images[index].shape, molded_images[index].shape,
-                        windows[index])
+                        detections[row],
+                        mrcnn_mask[row],
+                        images[index].shape,
+                        molded_images[index].shape,
+                        windows[index],
+                    )
                     results[index] = {"rois": rois, "class_ids": class_ids, "scores": scores, "masks": masks}
         return results
 
@@ -650,16 +797,22 @@ class MaskRCNN:
         if key not in self._anchor_cache:
             backbone_shapes = compute_backbone_shapes(self.config, image_shape)
             anchors = utils.generate_pyramid_anchors(
-                self.config.RPN_ANCHOR_SCALES, self.config.RPN_ANCHOR_RATIOS, backbone_shapes,
-                self.config.BACKBONE_STRIDES, self.config.RPN_ANCHOR_STRIDE)
+                self.config.RPN_ANCHOR_SCALES,
+                self.config.RPN_ANCHOR_RATIOS,
+                backbone_shapes,
+                self.config.BACKBONE_STRIDES,
+                self.config.RPN_ANCHOR_STRIDE,
+            )
             self.anchors = anchors
             self._anchor_cache[key] = utils.norm_boxes(anchors, key).astype(np.float32)
         return self._anchor_cache[key]
 
     def ancestor(self, tensor, name, checked=None):
         """Not available in Keras 3 (no TF1 graph to walk): use ``keras_model.get_layer(name).output``."""
-        raise NotImplementedError("ancestor() walked the TF1 graph; in Keras 3 use "
-                                  "model.keras_model.get_layer(name).output instead.")
+        raise NotImplementedError(
+            "ancestor() walked the TF1 graph; in Keras 3 use "
+            "model.keras_model.get_layer(name).output instead."
+        )
 
     def run_graph(self, images, outputs, image_metas=None):
         """Run the inference graph on ``images`` and return the named intermediate outputs.
@@ -674,8 +827,9 @@ class MaskRCNN:
         else:
             molded_images = np.asarray(images, dtype=np.float32)
         image_shape = molded_images[0].shape
-        anchors = np.broadcast_to(self.get_anchors(image_shape), (len(molded_images),) +
-                                  self.get_anchors(image_shape).shape)
+        anchors = np.broadcast_to(
+            self.get_anchors(image_shape), (len(molded_images),) + self.get_anchors(image_shape).shape
+        )
         probe = keras.Model(model.inputs, [tensor for _, tensor in outputs])
         values = probe([molded_images, np.asarray(image_metas, np.float32), anchors], training=False)
         values = values if isinstance(values, (list, tuple)) else [values]
@@ -688,6 +842,7 @@ class MaskRCNN:
 ############################################################
 #  Mask pasting and input checks
 ############################################################
+
 
 def _interpolation_matrix(start, stop, size, length):
     """Bilinear weights [stop - start, size + 2] that resample a zero-padded axis of ``size`` samples
@@ -758,8 +913,10 @@ def _check_image(image, config, index):
     elif image.ndim == 3 and image.shape[-1] == 4 and channels == 3:
         image = image[..., :3]
     if image.ndim != 3 or image.shape[-1] != channels:
-        raise ValueError(f"Image {index} has shape {image.shape}; the model expects [H, W, {channels}] "
-                         f"(IMAGE_CHANNEL_COUNT={channels}).")
+        raise ValueError(
+            f"Image {index} has shape {image.shape}; the model expects [H, W, {channels}] "
+            f"(IMAGE_CHANNEL_COUNT={channels})."
+        )
     if image.shape[0] < 1 or image.shape[1] < 1:
         raise ValueError(f"Image {index} is empty (shape {image.shape}).")
     if image.dtype == bool or not np.issubdtype(image.dtype, np.number):

@@ -13,6 +13,7 @@ has zero area; selection stops at ``max_output_size`` boxes. Boxes are (y1, x1, 
 corners in either order. ``mrcnn.cpu_kernels`` decides whether the XLA form is used (not on GPU, not in
 exported SavedModels); otherwise TensorFlow's kernel runs, with the same result.
 """
+
 import numpy as np
 import tensorflow as tf
 
@@ -82,8 +83,9 @@ def _blocked_nms(boxes, max_output_size, iou_threshold):
         start = block * BLOCK
         block_boxes = tf.slice(candidates, [start, 0], [BLOCK, 5])
         index = start + tf.range(BLOCK)
-        overlaps_selected = tf.logical_and(_iou(block_boxes, selected) > iou_threshold,
-                                           (slot_ids < selected_count)[None, :])
+        overlaps_selected = tf.logical_and(
+            _iou(block_boxes, selected) > iou_threshold, (slot_ids < selected_count)[None, :]
+        )
         kept = tf.logical_and(index < count, tf.logical_not(tf.reduce_any(overlaps_selected, axis=1)))
         suppresses = tf.logical_and(_iou(block_boxes, block_boxes) > iou_threshold, _LATER_IN_BLOCK)
         for i in range(BLOCK):  # candidate i, if still kept, drops the later ones it overlaps
@@ -96,5 +98,6 @@ def _blocked_nms(boxes, max_output_size, iou_threshold):
         return block + 1, selected_count + tf.reduce_sum(tf.cast(kept, tf.int32)), selected, indices
 
     _, _, _, indices = tf.while_loop(
-        not_done, step, [tf.constant(0), tf.constant(0), tf.zeros([slots, 5]), tf.fill([slots], -1)])
+        not_done, step, [tf.constant(0), tf.constant(0), tf.zeros([slots, 5]), tf.fill([slots], -1)]
+    )
     return indices[:max_output_size]

@@ -10,6 +10,7 @@ computes the same update with two kernels per weight: ``L2Loss`` for the gradien
 ``ResourceApplyKerasMomentum`` (TensorFlow's fused form of exactly Keras' momentum rule), whose learning
 rate is scaled by the clipping factor ``clipnorm / max(norm, clipnorm)``.
 """
+
 import keras
 import tensorflow as tf
 
@@ -49,8 +50,13 @@ class ClippedMomentumSGD(keras.optimizers.SGD):
             return
         velocity = self.momentums[self._get_variable_index(variable)]
         tf.raw_ops.ResourceApplyKerasMomentum(
-            var=handle, accum=_handle(velocity), lr=learning_rate, grad=gradient,
-            momentum=tf.cast(self.momentum, variable.dtype), use_nesterov=self.nesterov)
+            var=handle,
+            accum=_handle(velocity),
+            lr=learning_rate,
+            grad=gradient,
+            momentum=tf.cast(self.momentum, variable.dtype),
+            use_nesterov=self.nesterov,
+        )
 
 
 def _handle(variable):

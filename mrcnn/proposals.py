@@ -2,6 +2,7 @@
 
 Boxes are (y1, x1, y2, x2) in normalized coordinates (see ``mrcnn.graph_ops.norm_boxes_graph``).
 """
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -29,38 +30,46 @@ class ProposalLayer(Float32Layer):
     ``pre_nms_limit`` and ``rpn_bbox_std_dev``; ``get_config`` stores these values, not the Config.
     """
 
-    def __init__(self, proposal_count, nms_threshold, config=None, pre_nms_limit=None,
-                 rpn_bbox_std_dev=None, **kwargs):
+    def __init__(
+        self, proposal_count, nms_threshold, config=None, pre_nms_limit=None, rpn_bbox_std_dev=None, **kwargs
+    ):
         super().__init__(**kwargs)
         if config is not None:
             pre_nms_limit = config.PRE_NMS_LIMIT if pre_nms_limit is None else pre_nms_limit
             rpn_bbox_std_dev = config.RPN_BBOX_STD_DEV if rpn_bbox_std_dev is None else rpn_bbox_std_dev
         if pre_nms_limit is None or rpn_bbox_std_dev is None:
-            raise ValueError("ProposalLayer needs config=your Config, or both pre_nms_limit and "
-                             "rpn_bbox_std_dev.")
+            raise ValueError(
+                "ProposalLayer needs config=your Config, or both pre_nms_limit and rpn_bbox_std_dev."
+            )
         self.proposal_count = int(proposal_count)
         self.nms_threshold = float(nms_threshold)
         self.pre_nms_limit = int(pre_nms_limit)
         self.rpn_bbox_std_dev = [float(v) for v in np.asarray(rpn_bbox_std_dev).reshape(-1)]
         if self.proposal_count < 1 or self.pre_nms_limit < 1:
-            raise ValueError(f"proposal_count ({self.proposal_count}) and pre_nms_limit "
-                             f"({self.pre_nms_limit}) must be >= 1.")
+            raise ValueError(
+                f"proposal_count ({self.proposal_count}) and pre_nms_limit "
+                f"({self.pre_nms_limit}) must be >= 1."
+            )
         if not 0.0 <= self.nms_threshold <= 1.0:
             raise ValueError(f"nms_threshold must be an IoU in [0, 1]; got {self.nms_threshold}.")
         if len(self.rpn_bbox_std_dev) != 4:
             raise ValueError(
-                f"rpn_bbox_std_dev needs 4 values (dy, dx, dh, dw); got {self.rpn_bbox_std_dev}.")
+                f"rpn_bbox_std_dev needs 4 values (dy, dx, dh, dw); got {self.rpn_bbox_std_dev}."
+            )
         self.supports_jit = False
 
     def build(self, input_shape):
         if not isinstance(input_shape, (list, tuple)) or len(input_shape) != 3:
-            raise ValueError("ProposalLayer takes 3 inputs: [rpn_probs [B, A, 2], rpn_bbox [B, A, 4], "
-                             "anchors [B, A, 4]].")
+            raise ValueError(
+                "ProposalLayer takes 3 inputs: [rpn_probs [B, A, 2], rpn_bbox [B, A, 4], anchors [B, A, 4]]."
+            )
         ranks = [len(shape) for shape in input_shape]
         depths = [shape[-1] for shape in input_shape]
         if ranks != [3, 3, 3] or any(d not in (None, want) for d, want in zip(depths, (2, 4, 4))):
-            raise ValueError(f"ProposalLayer got input shapes {[tuple(s) for s in input_shape]}; expected "
-                             "rpn_probs [B, A, 2], rpn_bbox [B, A, 4], anchors [B, A, 4].")
+            raise ValueError(
+                f"ProposalLayer got input shapes {[tuple(s) for s in input_shape]}; expected "
+                "rpn_probs [B, A, 2], rpn_bbox [B, A, 4], anchors [B, A, 4]."
+            )
         super().build(input_shape)
 
     def call(self, inputs):
@@ -95,10 +104,12 @@ class ProposalLayer(Float32Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update({
-            "proposal_count": self.proposal_count,
-            "nms_threshold": self.nms_threshold,
-            "pre_nms_limit": self.pre_nms_limit,
-            "rpn_bbox_std_dev": list(self.rpn_bbox_std_dev),
-        })
+        config.update(
+            {
+                "proposal_count": self.proposal_count,
+                "nms_threshold": self.nms_threshold,
+                "pre_nms_limit": self.pre_nms_limit,
+                "rpn_bbox_std_dev": list(self.rpn_bbox_std_dev),
+            }
+        )
         return config

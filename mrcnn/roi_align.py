@@ -2,6 +2,7 @@
 
 Boxes are (y1, x1, y2, x2) in normalized coordinates (see ``mrcnn.graph_ops.norm_boxes_graph``).
 """
+
 import keras
 import tensorflow as tf
 
@@ -60,16 +61,21 @@ class PyramidROIAlign(keras.layers.Layer):
     def build(self, input_shape):
         expected = 2 + len(PYRAMID_LEVELS)
         if not isinstance(input_shape, (list, tuple)) or len(input_shape) != expected:
-            raise ValueError(f"PyramidROIAlign takes {expected} inputs: [boxes [B, N, 4], "
-                             "image_meta [B, META], P2, P3, P4, P5].")
+            raise ValueError(
+                f"PyramidROIAlign takes {expected} inputs: [boxes [B, N, 4], "
+                "image_meta [B, META], P2, P3, P4, P5]."
+            )
         boxes_shape, meta_shape = input_shape[0], input_shape[1]
         if len(boxes_shape) != 3 or boxes_shape[-1] not in (None, 4) or len(meta_shape) != 2:
-            raise ValueError(f"PyramidROIAlign got boxes {tuple(boxes_shape)} and image_meta "
-                             f"{tuple(meta_shape)}; expected [B, N, 4] and [B, IMAGE_META_SIZE].")
+            raise ValueError(
+                f"PyramidROIAlign got boxes {tuple(boxes_shape)} and image_meta "
+                f"{tuple(meta_shape)}; expected [B, N, 4] and [B, IMAGE_META_SIZE]."
+            )
         for shape in input_shape[2:]:
             if len(shape) != 4:
                 raise ValueError(
-                    f"PyramidROIAlign feature maps must be [B, height, width, C]; got {tuple(shape)}.")
+                    f"PyramidROIAlign feature maps must be [B, height, width, C]; got {tuple(shape)}."
+                )
         super().build(input_shape)
 
     def call(self, inputs):
@@ -92,8 +98,11 @@ class PyramidROIAlign(keras.layers.Layer):
             box_indices = tf.stop_gradient(tf.cast(index[:, 0], tf.int32))
             if feature_map.dtype == tf.bfloat16:  # crop_and_resize has no bfloat16 kernel
                 feature_map = tf.cast(feature_map, tf.float32)
-            pooled.append(tf.image.crop_and_resize(feature_map, level_boxes, box_indices, self.pool_shape,
-                                                   method="bilinear"))
+            pooled.append(
+                tf.image.crop_and_resize(
+                    feature_map, level_boxes, box_indices, self.pool_shape, method="bilinear"
+                )
+            )
             positions.append(index[:, 0] * num_boxes + index[:, 1])
         pooled = tf.concat(pooled, axis=0)
         # Every box is in exactly one level, so ``positions`` is a permutation of range(B * N).

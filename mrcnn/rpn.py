@@ -31,22 +31,34 @@ def rpn_graph(feature_map, anchors_per_location, anchor_stride):
         by RPN_BBOX_STD_DEV.
     """
     if anchor_stride == 1:
-        shared_conv = SparseGradientConv2D(512, (3, 3), padding="same", activation="relu",
-                                           name="rpn_conv_shared")
+        shared_conv = SparseGradientConv2D(
+            512, (3, 3), padding="same", activation="relu", name="rpn_conv_shared"
+        )
     else:
-        shared_conv = keras.layers.Conv2D(512, (3, 3), padding="same", activation="relu",
-                                          strides=anchor_stride, name="rpn_conv_shared")
+        shared_conv = keras.layers.Conv2D(
+            512, (3, 3), padding="same", activation="relu", strides=anchor_stride, name="rpn_conv_shared"
+        )
     shared = shared_conv(feature_map)
 
     x = keras.layers.Conv2D(
-        2 * anchors_per_location, (1, 1), padding="valid", activation="linear", name="rpn_class_raw",
-        dtype="float32")(shared)
+        2 * anchors_per_location,
+        (1, 1),
+        padding="valid",
+        activation="linear",
+        name="rpn_class_raw",
+        dtype="float32",
+    )(shared)
     rpn_class_logits = keras.layers.Reshape((-1, 2), name="rpn_class_logits_flat", dtype="float32")(x)
     rpn_probs = keras.layers.Activation("softmax", name="rpn_class_xxx", dtype="float32")(rpn_class_logits)
 
     x = keras.layers.Conv2D(
-        4 * anchors_per_location, (1, 1), padding="valid", activation="linear", name="rpn_bbox_pred",
-        dtype="float32")(shared)
+        4 * anchors_per_location,
+        (1, 1),
+        padding="valid",
+        activation="linear",
+        name="rpn_bbox_pred",
+        dtype="float32",
+    )(shared)
     rpn_bbox = keras.layers.Reshape((-1, 4), name="rpn_bbox_flat", dtype="float32")(x)
     return [rpn_class_logits, rpn_probs, rpn_bbox]
 

@@ -38,9 +38,15 @@ def train(logs, minutes=15.0, epochs=1000, train_images=2000, steps_per_epoch=No
     except FileNotFoundError:
         print("Training from scratch (no checkpoint under the log directory).")
     augmentation = augment.Sequential([augment.Fliplr(0.5), augment.Flipud(0.5)])
-    model.train(make_dataset(train_images, TRAIN_SEED), make_dataset(50, VAL_SEED),
-                learning_rate=config.LEARNING_RATE, epochs=epochs, layers="all", augmentation=augmentation,
-                custom_callbacks=[StopAfterMinutes(minutes)])
+    model.train(
+        make_dataset(train_images, TRAIN_SEED),
+        make_dataset(50, VAL_SEED),
+        learning_rate=config.LEARNING_RATE,
+        epochs=epochs,
+        layers="all",
+        augmentation=augmentation,
+        custom_callbacks=[StopAfterMinutes(minutes)],
+    )
     return model.find_last()
 
 
@@ -61,8 +67,10 @@ def evaluate(logs, weights=None, images=100):
 
     model = load_inference_model(logs, weights)
     result = evaluate_map(model, make_dataset(images, TEST_SEED))
-    print(f"Evaluated {result['images']} held-out images in {result['seconds']:.1f} s: "
-          f"mask mAP@0.5 = {result['mAP@0.5']:.3f}, mAP@[.5:.95] = {result['mAP@[.5:.95]']:.3f}")
+    print(
+        f"Evaluated {result['images']} held-out images in {result['seconds']:.1f} s: "
+        f"mask mAP@0.5 = {result['mAP@0.5']:.3f}, mAP@[.5:.95] = {result['mAP@[.5:.95]']:.3f}"
+    )
     return result
 
 
@@ -81,8 +89,16 @@ def write_detections_picture(logs, path, weights=None, count=4):
     results = model.detect(images)
     fig, axes = plt.subplots(1, count, figsize=(4 * count, 4.4))
     for ax, image, r in zip(np.atleast_1d(axes), images, results):
-        visualize.display_instances(image, r["rois"], r["masks"], r["class_ids"], dataset.class_names,
-                                    r["scores"], ax=ax, title=f"{len(r['class_ids'])} detections")
+        visualize.display_instances(
+            image,
+            r["rois"],
+            r["masks"],
+            r["class_ids"],
+            dataset.class_names,
+            r["scores"],
+            ax=ax,
+            title=f"{len(r['class_ids'])} detections",
+        )
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.savefig(path, dpi=80)
@@ -91,8 +107,16 @@ def write_detections_picture(logs, path, weights=None, count=4):
     return path
 
 
-def demo(logs, minutes=15.0, epochs=1000, train_images=2000, steps_per_epoch=None, images=100, weights=None,
-         out=None):
+def demo(
+    logs,
+    minutes=15.0,
+    epochs=1000,
+    train_images=2000,
+    steps_per_epoch=None,
+    images=100,
+    weights=None,
+    out=None,
+):
     """Train (``train``), evaluate (``evaluate``) and write the detections PNG.
 
     ``out`` defaults to LOGS/shapes_detections.png. Returns (evaluation dict, PNG path).
@@ -121,13 +145,16 @@ def add_evaluate_arguments(parser):
 def main(argv=None):
     """Command line: ``train``, ``evaluate`` or ``demo`` (see ``--help``); returns the exit code."""
     parser = argparse.ArgumentParser(
-        description="Train Mask R-CNN from scratch on synthetic shapes, evaluate it, and draw detections.")
+        description="Train Mask R-CNN from scratch on synthetic shapes, evaluate it, and draw detections."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--logs", default="logs", help="log and checkpoint directory (default: logs)")
-    for name, text in [("train", "train from scratch (resumes the newest run under --logs)"),
-                       ("evaluate", "mask mAP on 100 held-out images"),
-                       ("demo", "train, evaluate and write a PNG of detections")]:
+    for name, text in [
+        ("train", "train from scratch (resumes the newest run under --logs)"),
+        ("evaluate", "mask mAP on 100 held-out images"),
+        ("demo", "train, evaluate and write a PNG of detections"),
+    ]:
         p = sub.add_parser(name, parents=[common], help=text, description=text)
         if name in ("train", "demo"):
             add_train_arguments(p)
@@ -143,8 +170,16 @@ def main(argv=None):
     elif args.command == "evaluate":
         evaluate(args.logs, args.weights, args.images)
     else:
-        demo(args.logs, args.minutes, args.epochs, args.train_images, args.steps_per_epoch, args.images,
-             args.weights, args.out)
+        demo(
+            args.logs,
+            args.minutes,
+            args.epochs,
+            args.train_images,
+            args.steps_per_epoch,
+            args.images,
+            args.weights,
+            args.out,
+        )
     print(f"Done in {time.time() - start:.0f} s.")
     return 0
 

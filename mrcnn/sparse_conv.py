@@ -14,6 +14,7 @@ gradients, but from the rows that are nonzero only: it gathers the input patches
 scatter-add give the input gradient). When more than ``DENSE_FRACTION`` of the positions are active,
 it uses TensorFlow's dense convolution gradients instead.
 """
+
 import keras
 import tensorflow as tf
 
@@ -42,21 +43,32 @@ def sparse_conv_backward(inputs, kernel, grad_outputs, active_mask):
     flat_kernel = tf.reshape(kernel, [kh * kw * channels, filters])
     grad_kernel = tf.reshape(tf.matmul(patches, grad_rows, transpose_a=True), [kh, kw, channels, filters])
     grad_patches = tf.matmul(grad_rows, flat_kernel, transpose_b=True)  # [n, kh*kw*C]
-    grad_padded = tf.scatter_nd(tf.reshape(window, [-1, 3]), tf.reshape(grad_patches, [-1, channels]),
-                                tf.shape(padded, out_type=tf.int64))
+    grad_padded = tf.scatter_nd(
+        tf.reshape(window, [-1, 3]),
+        tf.reshape(grad_patches, [-1, channels]),
+        tf.shape(padded, out_type=tf.int64),
+    )
     height, width = tf.shape(inputs)[1], tf.shape(inputs)[2]
-    grad_inputs = grad_padded[:, pad_h:pad_h + height, pad_w:pad_w + width, :]
+    grad_inputs = grad_padded[:, pad_h : pad_h + height, pad_w : pad_w + width, :]
     return grad_inputs, grad_kernel, tf.reduce_sum(grad_rows, axis=0)
 
 
 def dense_conv_backward(inputs, kernel, grad_outputs):
     """The same three gradients from TensorFlow's dense convolution backward ops."""
     grad_inputs = tf.raw_ops.Conv2DBackpropInput(
-        input_sizes=tf.shape(inputs), filter=kernel, out_backprop=grad_outputs, strides=[1, 1, 1, 1],
-        padding="SAME")
+        input_sizes=tf.shape(inputs),
+        filter=kernel,
+        out_backprop=grad_outputs,
+        strides=[1, 1, 1, 1],
+        padding="SAME",
+    )
     grad_kernel = tf.raw_ops.Conv2DBackpropFilter(
-        input=inputs, filter_sizes=tf.shape(kernel), out_backprop=grad_outputs, strides=[1, 1, 1, 1],
-        padding="SAME")
+        input=inputs,
+        filter_sizes=tf.shape(kernel),
+        out_backprop=grad_outputs,
+        strides=[1, 1, 1, 1],
+        padding="SAME",
+    )
     return grad_inputs, grad_kernel, tf.reduce_sum(grad_outputs, axis=[0, 1, 2])
 
 
@@ -75,19 +87,26 @@ class SparseGradientConv2D(keras.layers.Conv2D):
         super().__init__(filters, kernel_size, **kwargs)
         activation = keras.activations.serialize(self.activation)
         name = activation if isinstance(activation, str) else activation.get("config", {}).get("name")
-        problems = [text for failed, text in (
-            (tuple(self.strides) != (1, 1), f"strides {self.strides}"),
-            (self.padding != "same", f"padding '{self.padding}'"),
-            (any(k % 2 == 0 for k in self.kernel_size), f"even kernel size {self.kernel_size}"),
-            (tuple(self.dilation_rate) != (1, 1), f"dilation {self.dilation_rate}"),
-            (self.groups != 1, f"groups {self.groups}"),
-            (self.data_format != "channels_last", f"data_format '{self.data_format}'"),
-            (not self.use_bias, "use_bias=False"),
-            (name not in ("relu", "linear"), f"activation {name!r}")) if failed]
+        problems = [
+            text
+            for failed, text in (
+                (tuple(self.strides) != (1, 1), f"strides {self.strides}"),
+                (self.padding != "same", f"padding '{self.padding}'"),
+                (any(k % 2 == 0 for k in self.kernel_size), f"even kernel size {self.kernel_size}"),
+                (tuple(self.dilation_rate) != (1, 1), f"dilation {self.dilation_rate}"),
+                (self.groups != 1, f"groups {self.groups}"),
+                (self.data_format != "channels_last", f"data_format '{self.data_format}'"),
+                (not self.use_bias, "use_bias=False"),
+                (name not in ("relu", "linear"), f"activation {name!r}"),
+            )
+            if failed
+        ]
         if problems:
-            raise ValueError(f"SparseGradientConv2D supports stride 1, 'same' padding, odd kernels, no "
-                             f"dilation or groups, channels_last, a bias and relu/linear only; got "
-                             f"{', '.join(problems)}. Use keras.layers.Conv2D for this layer.")
+            raise ValueError(
+                f"SparseGradientConv2D supports stride 1, 'same' padding, odd kernels, no "
+                f"dilation or groups, channels_last, a bias and relu/linear only; got "
+                f"{', '.join(problems)}. Use keras.layers.Conv2D for this layer."
+            )
         self._relu = name == "relu"
 
     def call(self, inputs):
@@ -108,9 +127,11 @@ class SparseGradientConv2D(keras.layers.Conv2D):
                 dz = dy * tf.cast(y > 0, dy.dtype) if relu else dy
                 active_mask = tf.reduce_any(tf.not_equal(dz, 0), axis=-1)
                 active_share = tf.reduce_mean(tf.cast(active_mask, tf.float32))
-                return tf.cond(active_share > DENSE_FRACTION,
-                               lambda: dense_conv_backward(x, w, dz),
-                               lambda: sparse_conv_backward(x, w, dz, active_mask))
+                return tf.cond(
+                    active_share > DENSE_FRACTION,
+                    lambda: dense_conv_backward(x, w, dz),
+                    lambda: sparse_conv_backward(x, w, dz, active_mask),
+                )
 
             return y, grad
 

@@ -2,6 +2,7 @@
 
 Training only. Boxes are (y1, x1, y2, x2), normalized to [0, 1] as in ``norm_boxes_graph``.
 """
+
 import types
 
 import keras
@@ -97,7 +98,8 @@ def detection_targets_graph(proposals, gt_class_ids, gt_boxes, gt_masks, config)
         gt_h = gt_y2 - gt_y1
         gt_w = gt_x2 - gt_x1
         crop_boxes = tf.concat(
-            [(y1 - gt_y1) / gt_h, (x1 - gt_x1) / gt_w, (y2 - gt_y1) / gt_h, (x2 - gt_x1) / gt_w], axis=1)
+            [(y1 - gt_y1) / gt_h, (x1 - gt_x1) / gt_w, (y2 - gt_y1) / gt_h, (x2 - gt_x1) / gt_w], axis=1
+        )
     masks = tf.image.crop_and_resize(roi_masks, crop_boxes, tf.range(positive_count), mask_shape)
     masks = tf.round(masks[..., 0])
 
@@ -127,8 +129,16 @@ class DetectionTargetLayer(Float32Layer):
     random shuffle): ``supports_jit`` is False.
     """
 
-    def __init__(self, config=None, train_rois_per_image=None, roi_positive_ratio=None, bbox_std_dev=None,
-                 use_mini_mask=None, mask_shape=None, **kwargs):
+    def __init__(
+        self,
+        config=None,
+        train_rois_per_image=None,
+        roi_positive_ratio=None,
+        bbox_std_dev=None,
+        use_mini_mask=None,
+        mask_shape=None,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         values = {
             "train_rois_per_image": train_rois_per_image,
@@ -144,7 +154,8 @@ class DetectionTargetLayer(Float32Layer):
         missing = [key for key, value in values.items() if value is None]
         if missing:
             raise ValueError(
-                f"DetectionTargetLayer needs a config or the values {missing}; pass config=your Config.")
+                f"DetectionTargetLayer needs a config or the values {missing}; pass config=your Config."
+            )
         self.train_rois_per_image = int(values["train_rois_per_image"])
         self.roi_positive_ratio = float(values["roi_positive_ratio"])
         self.bbox_std_dev = [float(v) for v in np.asarray(values["bbox_std_dev"]).reshape(-1)]
@@ -153,7 +164,8 @@ class DetectionTargetLayer(Float32Layer):
         if len(self.bbox_std_dev) != 4 or len(self.mask_shape) != 2:
             raise ValueError(
                 f"bbox_std_dev needs 4 values and mask_shape 2; "
-                f"got {self.bbox_std_dev} and {self.mask_shape}.")
+                f"got {self.bbox_std_dev} and {self.mask_shape}."
+            )
         if self.train_rois_per_image < 1 or not 0 < self.roi_positive_ratio <= 1:
             raise ValueError("train_rois_per_image must be >= 1 and roi_positive_ratio in (0, 1].")
         self.supports_jit = False
@@ -168,12 +180,14 @@ class DetectionTargetLayer(Float32Layer):
     def build(self, input_shape):
         if not isinstance(input_shape, (list, tuple)) or len(input_shape) != 4:
             raise ValueError(
-                "DetectionTargetLayer takes 4 inputs: [proposals, gt_class_ids, gt_boxes, gt_masks].")
+                "DetectionTargetLayer takes 4 inputs: [proposals, gt_class_ids, gt_boxes, gt_masks]."
+            )
         ranks = [len(shape) for shape in input_shape]
         if ranks != [3, 2, 3, 4]:
             raise ValueError(
                 f"DetectionTargetLayer input ranks are {ranks}; expected proposals [B, P, 4], gt_class_ids "
-                "[B, G], gt_boxes [B, G, 4], gt_masks [B, height, width, G].")
+                "[B, G], gt_boxes [B, G, 4], gt_masks [B, height, width, G]."
+            )
         super().build(input_shape)
 
     def call(self, inputs):
@@ -194,7 +208,9 @@ class DetectionTargetLayer(Float32Layer):
         )
         outputs = tf.map_fn(
             lambda image: detection_targets_graph(*image, self._settings),
-            elements, fn_output_signature=signature)
+            elements,
+            fn_output_signature=signature,
+        )
         return list(outputs)
 
     def compute_mask(self, inputs, mask=None):
@@ -202,13 +218,15 @@ class DetectionTargetLayer(Float32Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update({
-            "train_rois_per_image": self.train_rois_per_image,
-            "roi_positive_ratio": self.roi_positive_ratio,
-            "bbox_std_dev": list(self.bbox_std_dev),
-            "use_mini_mask": self.use_mini_mask,
-            "mask_shape": list(self.mask_shape),
-        })
+        config.update(
+            {
+                "train_rois_per_image": self.train_rois_per_image,
+                "roi_positive_ratio": self.roi_positive_ratio,
+                "bbox_std_dev": list(self.bbox_std_dev),
+                "use_mini_mask": self.use_mini_mask,
+                "mask_shape": list(self.mask_shape),
+            }
+        )
         return config
 
 
@@ -232,7 +250,7 @@ class PositiveRoiSlice(Float32Layer):
         self.count = int(count)
 
     def call(self, inputs):
-        return [tensor[:, :self.count] for tensor in inputs]
+        return [tensor[:, : self.count] for tensor in inputs]
 
     def compute_output_shape(self, input_shape):
         return [(shape[0], self.count, *shape[2:]) for shape in input_shape]
@@ -268,8 +286,10 @@ class PositiveRoiPack(keras.layers.Layer):
         flat_ids = tf.reshape(class_ids, [-1])
         keep = tf.where(flat_ids > 0)[:, 0]
         keep = tf.concat([keep, tf.zeros([1 - tf.minimum(tf.size(keep), 1)], tf.int64)], axis=0)
-        return [tf.expand_dims(tf.gather(tf.reshape(tensor, [-1] + shape_list(tensor)[2:]), keep), 0)
-                for tensor in inputs]
+        return [
+            tf.expand_dims(tf.gather(tf.reshape(tensor, [-1] + shape_list(tensor)[2:]), keep), 0)
+            for tensor in inputs
+        ]
 
     def compute_output_shape(self, input_shape):
         return [(1, None, *shape[2:]) for shape in input_shape]

@@ -11,6 +11,7 @@ Distributed training (``tf.distribute``): ``training_strategy`` picks the strate
 global batch (losses normalized over the global batch by ``mrcnn.losses``, gradients summed across
 replicas and clipped after the sum).
 """
+
 import contextlib
 import json
 import math
@@ -116,7 +117,8 @@ class MaskRCNNTrainer(keras.Model):
         self.loss_weights_by_name = dict(loss_weights or {name: 1.0 for name in LOSS_NAMES})
         self.weight_decay = float(weight_decay)
         self.loss_trackers = [keras.metrics.Mean(name="loss")] + [
-            keras.metrics.Mean(name=name) for name in LOSS_NAMES]
+            keras.metrics.Mean(name=name) for name in LOSS_NAMES
+        ]
 
     @property
     def metrics(self):
@@ -129,10 +131,13 @@ class MaskRCNNTrainer(keras.Model):
 
     def _compute_losses(self, x, training):
         outputs = self(x, training=training)
-        named = dict(zip(LOSS_NAMES, outputs[-len(LOSS_NAMES):]))
-        total = tf.add_n([
-            tf.cast(self.loss_weights_by_name[name], tf.float32) * tf.reduce_mean(value)
-            for name, value in named.items()])
+        named = dict(zip(LOSS_NAMES, outputs[-len(LOSS_NAMES) :]))
+        total = tf.add_n(
+            [
+                tf.cast(self.loss_weights_by_name[name], tf.float32) * tf.reduce_mean(value)
+                for name, value in named.items()
+            ]
+        )
         return total, named
 
     def _weight_decay(self, gradients, variables, gradient_scale):
@@ -178,12 +183,17 @@ class MaskRCNNTrainer(keras.Model):
         variables = self.trainable_weights
         gradients = tape.gradient(scaled, variables)
         decay, gradients = self._weight_decay(
-            gradients, variables, self.optimizer.scale_loss(tf.constant(1.0 / replicas)))
+            gradients, variables, self.optimizer.scale_loss(tf.constant(1.0 / replicas))
+        )
         total = total + decay
         pairs = [(g, v) for g, v in zip(gradients, variables) if g is not None]
         if replicas > 1:
-            gradients = _clip_like(self.optimizer, tf.distribute.get_replica_context().all_reduce(
-                tf.distribute.ReduceOp.SUM, [g for g, _ in pairs]))
+            gradients = _clip_like(
+                self.optimizer,
+                tf.distribute.get_replica_context().all_reduce(
+                    tf.distribute.ReduceOp.SUM, [g for g, _ in pairs]
+                ),
+            )
             pairs = [(g / replicas, v) for g, (_, v) in zip(gradients, pairs)]
         self.optimizer.apply_gradients(pairs)
         return self._update_metrics(total, named)
@@ -195,8 +205,13 @@ class MaskRCNNTrainer(keras.Model):
             strategy = self._distribute_strategy
             for _, _, batches in iterator:
                 data_batch = keras.tree.map_structure(
-                    lambda v: strategy.experimental_local_results(v)[0]
-                    if isinstance(v, tf.distribute.DistributedValues) else v, next(batches))
+                    lambda v: (
+                        strategy.experimental_local_results(v)[0]
+                        if isinstance(v, tf.distribute.DistributedValues)
+                        else v
+                    ),
+                    next(batches),
+                )
                 break
             iterator = None
         return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
@@ -238,19 +253,24 @@ def training_strategy(config):
         try:
             cluster = json.loads(os.environ["TF_CONFIG"])
         except json.JSONDecodeError as error:
-            raise ValueError(f"TF_CONFIG is not valid JSON ({error}); see docs/distributed.md for its "
-                             "form.") from None
+            raise ValueError(
+                f"TF_CONFIG is not valid JSON ({error}); see docs/distributed.md for its form."
+            ) from None
         if not isinstance(cluster, dict) or "cluster" not in cluster or "task" not in cluster:
-            raise ValueError('TF_CONFIG must be a JSON object with "cluster" and "task" keys, e.g. '
-                             '{"cluster": {"worker": ["host1:12345", "host2:12345"]}, '
-                             '"task": {"type": "worker", "index": 0}}.')
+            raise ValueError(
+                'TF_CONFIG must be a JSON object with "cluster" and "task" keys, e.g. '
+                '{"cluster": {"worker": ["host1:12345", "host2:12345"]}, '
+                '"task": {"type": "worker", "index": 0}}.'
+            )
         return tf.distribute.MultiWorkerMirroredStrategy()
     if config.GPU_COUNT > 1:
         gpus = tf.config.list_logical_devices("GPU")
         if len(gpus) < config.GPU_COUNT:
-            raise ValueError(f"GPU_COUNT={config.GPU_COUNT} but TensorFlow sees {len(gpus)} GPU(s); set "
-                             "GPU_COUNT to the number of GPUs to train on (1 for one device).")
-        return tf.distribute.MirroredStrategy([gpu.name for gpu in gpus[:config.GPU_COUNT]])
+            raise ValueError(
+                f"GPU_COUNT={config.GPU_COUNT} but TensorFlow sees {len(gpus)} GPU(s); set "
+                "GPU_COUNT to the number of GPUs to train on (1 for one device)."
+            )
+        return tf.distribute.MirroredStrategy([gpu.name for gpu in gpus[: config.GPU_COUNT]])
     return None
 
 
@@ -271,8 +291,11 @@ def is_chief(strategy):
     if not _is_multi_worker(strategy):
         return True
     resolver = strategy.cluster_resolver
-    return resolver.task_type == "chief" or (resolver.task_type == "worker" and resolver.task_id == 0
-                                             and "chief" not in resolver.cluster_spec().as_dict())
+    return resolver.task_type == "chief" or (
+        resolver.task_type == "worker"
+        and resolver.task_id == 0
+        and "chief" not in resolver.cluster_spec().as_dict()
+    )
 
 
 def shared_seed(strategy):
@@ -281,7 +304,7 @@ def shared_seed(strategy):
     Multi-worker training needs the same input order on every worker (each takes its slice of each
     global batch). Without a multi-worker strategy: a fresh random seed.
     """
-    seed = int(np.random.SeedSequence().entropy % (2 ** 31))
+    seed = int(np.random.SeedSequence().entropy % (2**31))
     if not _is_multi_worker(strategy):
         return seed
     mine = seed if is_chief(strategy) else 0
@@ -325,7 +348,8 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
                 raise FloatingPointError(
                     f"Training stopped: {name} became {value} at batch {batch}. The last complete "
                     "checkpoint is kept. Lower the learning rate, check the data (boxes, masks) or "
-                    "raise GRADIENT_CLIP_NORM's strictness.")
+                    "raise GRADIENT_CLIP_NORM's strictness."
+                )
 
 
 class HDF5Checkpoint(keras.callbacks.Callback):

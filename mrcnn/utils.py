@@ -350,9 +350,7 @@ class Dataset:
         """The source's own id of internal class ``class_id``; ValueError if it is another source's."""
         info = self._check_class_id(class_id)
         if info["source"] != source:
-            raise ValueError(
-                f"class_id {class_id} belongs to source {info['source']!r}, not {source!r}"
-            )
+            raise ValueError(f"class_id {class_id} belongs to source {info['source']!r}, not {source!r}")
         return info["id"]
 
     @property
@@ -471,8 +469,9 @@ def resize_image(image, min_dim=None, max_dim=None, min_scale=None, mode="square
     image_dtype = image.dtype
     h, w = image.shape[:2]
     if h < 1 or w < 1:
-        raise ValueError(f"resize_image got an empty image of shape {image.shape}; height and width must be "
-                         ">= 1")
+        raise ValueError(
+            f"resize_image got an empty image of shape {image.shape}; height and width must be >= 1"
+        )
     window = (0, 0, h, w)
     scale = 1
     padding = [(0, 0), (0, 0), (0, 0)]
@@ -535,8 +534,9 @@ def resize_mask(mask, scale, padding, crop=None):
     if scale != 1 and mask.shape[0] > 0 and mask.shape[1] > 0:
         h, w = mask.shape[:2]
         out_h, out_w = _scaled_size(h, w, scale)
-        mask = scipy.ndimage.zoom(mask, zoom=[out_h / h, out_w / w, 1], order=0, grid_mode=True,
-                                  mode="nearest")
+        mask = scipy.ndimage.zoom(
+            mask, zoom=[out_h / h, out_w / w, 1], order=0, grid_mode=True, mode="nearest"
+        )
     if crop is not None:
         y, x, h, w = crop
         return mask[y : y + h, x : x + w]
@@ -627,9 +627,7 @@ def generate_anchors(scales, ratios, shape, feature_stride, anchor_stride):
     centers_x = np.tile(shifts_x, len(shifts_y))
     cy = centers_y[:, None]
     cx = centers_x[:, None]
-    boxes = np.stack(
-        [cy - 0.5 * heights, cx - 0.5 * widths, cy + 0.5 * heights, cx + 0.5 * widths], axis=-1
-    )
+    boxes = np.stack([cy - 0.5 * heights, cx - 0.5 * widths, cy + 0.5 * heights, cx + 0.5 * widths], axis=-1)
     return boxes.reshape(-1, 4)
 
 

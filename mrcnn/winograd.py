@@ -27,6 +27,7 @@ XLA compiles one program per input shape. Where the batch size is dynamic (the R
 head changes every training step), batches above 8 are padded with zeros to a multiple of 4, so a
 training run compiles a dozen programs (about a second each) rather than one per RoI count.
 """
+
 import os
 
 import keras
@@ -50,10 +51,17 @@ def supported(layer):
     Needs a 3x3 kernel, stride 1, 'same' padding, no dilation or groups, channels-last, float32 compute
     dtype, Winograd enabled and no GPU visible to TensorFlow.
     """
-    return (_ENABLED_BY_ENVIRONMENT and cpu_kernels.enabled()
-            and tuple(layer.kernel_size) == (3, 3) and tuple(layer.strides) == (1, 1)
-            and layer.padding == "same" and tuple(layer.dilation_rate) == (1, 1) and layer.groups == 1
-            and layer.data_format == "channels_last" and layer.compute_dtype == "float32")
+    return (
+        _ENABLED_BY_ENVIRONMENT
+        and cpu_kernels.enabled()
+        and tuple(layer.kernel_size) == (3, 3)
+        and tuple(layer.strides) == (1, 1)
+        and layer.padding == "same"
+        and tuple(layer.dilation_rate) == (1, 1)
+        and layer.groups == 1
+        and layer.data_format == "channels_last"
+        and layer.compute_dtype == "float32"
+    )
 
 
 def _bt(d0, d1, d2, d3):
@@ -79,14 +87,14 @@ def _a(y0, y1):
 def _split_pairs(tensor, axis):
     """Split an axis of even size 2t into [t, 2] (entries 2i and 2i + 1 side by side)."""
     shape = tf.unstack(tf.shape(tensor))
-    return tf.reshape(tensor, shape[:axis] + [shape[axis] // 2, 2] + shape[axis + 1:])
+    return tf.reshape(tensor, shape[:axis] + [shape[axis] // 2, 2] + shape[axis + 1 :])
 
 
 def _interleave(even, odd, axis):
     """Inverse of ``_split_pairs``: entry 2i from ``even[i]``, entry 2i + 1 from ``odd[i]``."""
     stacked = tf.stack([even, odd], axis + 1)
     shape = tf.unstack(tf.shape(even))
-    return tf.reshape(stacked, shape[:axis] + [2 * shape[axis]] + shape[axis + 1:])
+    return tf.reshape(stacked, shape[:axis] + [2 * shape[axis]] + shape[axis + 1 :])
 
 
 # The Winograd domain is kept as 16 separate tensors, point 4u + v holding (B^T d B)[u, v] of every tile:
@@ -160,7 +168,7 @@ def _to_domain(x):
     height, width = tf.shape(x)[1], tf.shape(x)[2]
 
     def grad(*grad_domain):
-        return _input_transform_grad(*grad_domain)[:, 1:height + 1, 1:width + 1]
+        return _input_transform_grad(*grad_domain)[:, 1 : height + 1, 1 : width + 1]
 
     return _input_transform(x), grad
 
@@ -197,8 +205,10 @@ def winograd_conv3x3(inputs, kernel):
         inputs = tf.pad(inputs, [[0, _batch_bucket(batch) - batch], [0, 0], [0, 0], [0, 0]])
     domain = _to_domain(inputs)  # 16 x [N', th, tw, C]
     tile_shape = tf.concat([tf.shape(domain[0])[:3], [filters]], 0)
-    products = [tf.reshape(tf.matmul(tf.reshape(point, [-1, channels]), point_kernel), tile_shape)
-                for point, point_kernel in zip(domain, tf.unstack(kernel_transform(kernel)))]
+    products = [
+        tf.reshape(tf.matmul(tf.reshape(point, [-1, channels]), point_kernel), tile_shape)
+        for point, point_kernel in zip(domain, tf.unstack(kernel_transform(kernel)))
+    ]
     outputs = _from_domain(*products)  # [N', 2th, 2tw, K]
     odd_or_unknown = [size is None or size % 2 == 1 for size in inputs.shape[1:3]]
     if dynamic_batch or any(odd_or_unknown):

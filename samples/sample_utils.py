@@ -1,4 +1,5 @@
 """Command-line pieces shared by the balloon, nucleus and coco samples: --weights and --config handling."""
+
 import importlib
 import json
 import os
@@ -13,12 +14,16 @@ DEFAULT_LOGS_DIR = os.path.join(ROOT_DIR, "logs")
 # Layers whose shapes depend on NUM_CLASSES: left out when starting from the 81-class COCO weights.
 COCO_EXCLUDE = ["mrcnn_class_logits", "mrcnn_bbox_fc", "mrcnn_bbox", "mrcnn_mask"]
 
-WEIGHTS_HELP = ("weights to start from: 'coco' (mask_rcnn_coco.h5, downloaded if missing), 'last' (newest "
-                "checkpoint under --logs), 'imagenet' (ResNet-50 ImageNet weights, downloaded), 'none' "
-                "(random initialization) or the path of a .h5 file")
-CONFIG_HELP = ("override a configuration attribute, e.g. --config IMAGE_MAX_DIM=256 --config "
-               "STEPS_PER_EPOCH=10 --config BACKBONE=mrcnn.datasets.shapes:small_backbone (values are read "
-               "as JSON, else MODULE:NAME imports a callable, else text; repeatable)")
+WEIGHTS_HELP = (
+    "weights to start from: 'coco' (mask_rcnn_coco.h5, downloaded if missing), 'last' (newest "
+    "checkpoint under --logs), 'imagenet' (ResNet-50 ImageNet weights, downloaded), 'none' "
+    "(random initialization) or the path of a .h5 file"
+)
+CONFIG_HELP = (
+    "override a configuration attribute, e.g. --config IMAGE_MAX_DIM=256 --config "
+    "STEPS_PER_EPOCH=10 --config BACKBONE=mrcnn.datasets.shapes:small_backbone (values are read "
+    "as JSON, else MODULE:NAME imports a callable, else text; repeatable)"
+)
 
 
 def parse_config_overrides(items):
@@ -46,8 +51,9 @@ def _parse_value(text):
         try:
             return getattr(importlib.import_module(module_name), name)
         except (ImportError, AttributeError) as e:
-            raise ValueError(f"--config value {text!r}: cannot import {name!r} from {module_name!r} "
-                             f"({e})") from e
+            raise ValueError(
+                f"--config value {text!r}: cannot import {name!r} from {module_name!r} ({e})"
+            ) from e
     return text
 
 
@@ -76,7 +82,8 @@ def resolve_weights(model, weights, coco_path=None, coco_url=None):
                 raise DownloadError(
                     f"cannot download the COCO weights from {url}: {e}. Without network access, copy "
                     f"mask_rcnn_coco.h5 to {path} or pass --weights PATH (or --weights none to train "
-                    "from scratch).") from e
+                    "from scratch)."
+                ) from e
         return path, COCO_EXCLUDE
     if choice == "last":
         return model.find_last(), None
@@ -87,10 +94,13 @@ def resolve_weights(model, weights, coco_path=None, coco_url=None):
             raise DownloadError(
                 f"cannot download the ImageNet ResNet-50 weights: {e}. Without network access put "
                 "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5 in ~/.keras/models/ or pass "
-                "--weights PATH (or --weights none).") from e
+                "--weights PATH (or --weights none)."
+            ) from e
     if not os.path.isfile(weights):
-        raise FileNotFoundError(f"weights file not found: {weights!r} (expected coco, last, imagenet, none "
-                                "or the path of a .h5 file)")
+        raise FileNotFoundError(
+            f"weights file not found: {weights!r} (expected coco, last, imagenet, none "
+            "or the path of a .h5 file)"
+        )
     return weights, None
 
 
@@ -117,5 +127,4 @@ def build_model(parser, args, train_config_class, inference_config_class):
     except ValueError as e:
         parser.error(str(e))
     config.display()
-    return modellib.MaskRCNN(mode="training" if training else "inference", config=config,
-                             model_dir=args.logs)
+    return modellib.MaskRCNN(mode="training" if training else "inference", config=config, model_dir=args.logs)

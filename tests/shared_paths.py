@@ -1,4 +1,5 @@
 """Where the read-only shared data lives: ``../shared`` beside the checkout, or $MRCNN_SHARED_DIR."""
+
 import os
 from pathlib import Path
 

@@ -1,4 +1,5 @@
 """Tests for mrcnn.augment: hand-checked transforms plus image/mask consistency properties."""
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -16,8 +17,9 @@ def _rect_masks(height, width, boxes):
 
 def _coordinate_image(height, width):
     """float64 [H, W, 2] image whose pixels hold their own (row, col)."""
-    rows, cols = np.meshgrid(np.arange(height, dtype=np.float64), np.arange(width, dtype=np.float64),
-                             indexing="ij")
+    rows, cols = np.meshgrid(
+        np.arange(height, dtype=np.float64), np.arange(width, dtype=np.float64), indexing="ij"
+    )
     return np.stack([rows, cols], axis=-1)
 
 
@@ -176,8 +178,9 @@ SPATIAL = [
     lambda: augment.Flipud(),
     lambda: augment.Rot90(0.8),
     lambda: augment.ScaleCrop((0.6, 1.5), cval=-1),
-    lambda: augment.Sequential([augment.Fliplr(), augment.Rot90(), augment.ScaleCrop((0.7, 1.4), cval=-1)],
-                               random_order=True),
+    lambda: augment.Sequential(
+        [augment.Fliplr(), augment.Rot90(), augment.ScaleCrop((0.7, 1.4), cval=-1)], random_order=True
+    ),
     lambda: augment.OneOf([augment.Flipud(1.0), augment.ScaleCrop((0.5, 2.0), cval=-1)]),
     lambda: augment.Sometimes(0.5, augment.Rot90(1.0)),
 ]
@@ -194,11 +197,16 @@ def test_masks_follow_the_image(which, size, seed, data):
     """Spatial augmenters move masks exactly like the image: warp an image of pixel coordinates and
     check each output mask pixel against the input mask at the source pixel the image reports."""
     height, width = size
-    corners = st.tuples(st.integers(0, height - 1), st.integers(0, width - 1), st.integers(1, height),
-                        st.integers(1, width))
-    boxes = data.draw(st.lists(
-        corners.map(lambda b: (min(b[0], b[2] - 1), min(b[1], b[3] - 1), b[2], b[3])),
-        min_size=1, max_size=4))
+    corners = st.tuples(
+        st.integers(0, height - 1), st.integers(0, width - 1), st.integers(1, height), st.integers(1, width)
+    )
+    boxes = data.draw(
+        st.lists(
+            corners.map(lambda b: (min(b[0], b[2] - 1), min(b[1], b[3] - 1), b[2], b[3])),
+            min_size=1,
+            max_size=4,
+        )
+    )
     masks = _rect_masks(height, width, boxes)
     image = _coordinate_image(height, width)
     out_image, out_masks = SPATIAL[which]()(image, masks, rng=np.random.default_rng(seed))
@@ -228,8 +236,15 @@ def test_dtype_preserved(seed, dtype):
     rng = np.random.default_rng(seed)
     image = (rng.random((24, 24, 3)) * 200).astype(dtype)
     masks = _rect_masks(24, 24, [(2, 2, 12, 12)])
-    aug = augment.Sequential([augment.Fliplr(), augment.Flipud(), augment.Rot90(), augment.ScaleCrop(),
-                              augment.BrightnessContrast()])
+    aug = augment.Sequential(
+        [
+            augment.Fliplr(),
+            augment.Flipud(),
+            augment.Rot90(),
+            augment.ScaleCrop(),
+            augment.BrightnessContrast(),
+        ]
+    )
     out_image, out_masks = aug(image, masks, rng=rng)
     assert out_image.dtype == dtype and out_image.shape == image.shape
     assert out_masks.dtype == bool and out_masks.shape == masks.shape

@@ -278,8 +278,12 @@ def test_batchnorm_fused_training_path_matches_keras(shape):
     rng = np.random.default_rng(0)
     x = tf.constant(rng.normal(2.0, 3.0, size=shape).astype(np.float32))
     ours, reference = BatchNorm(momentum=0.9), keras.layers.BatchNormalization(momentum=0.9)
-    weights = [rng.normal(size=16).astype(np.float32), rng.normal(size=16).astype(np.float32),
-               rng.normal(size=16).astype(np.float32), rng.uniform(0.5, 2.0, 16).astype(np.float32)]
+    weights = [
+        rng.normal(size=16).astype(np.float32),
+        rng.normal(size=16).astype(np.float32),
+        rng.normal(size=16).astype(np.float32),
+        rng.uniform(0.5, 2.0, 16).astype(np.float32),
+    ]
     for layer in (ours, reference):
         layer.build(shape)
         layer.set_weights(weights)
@@ -288,7 +292,7 @@ def test_batchnorm_fused_training_path_matches_keras(shape):
         with tf.GradientTape() as tape:
             tape.watch(x)
             y = layer(x, training=True)
-            loss = tf.reduce_sum(y ** 3)
+            loss = tf.reduce_sum(y**3)
         gradients = tape.gradient(loss, [x] + layer.trainable_weights)
         grads.append([np.asarray(g) for g in gradients] + [y.numpy()])
     for got, want in zip(*grads):

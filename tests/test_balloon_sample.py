@@ -1,4 +1,5 @@
 """samples/balloon/balloon.py: dataset, colour splash, weights choices, and train -> splash end to end."""
+
 import subprocess
 import sys
 from pathlib import Path
@@ -15,12 +16,24 @@ from tests.shared_paths import DATA_DIR
 ROOT = Path(__file__).resolve().parents[1]
 BALLOON = DATA_DIR / "balloon"
 # A tiny configuration for CPU tests (the command line's documented --config option).
-TINY = ["IMAGES_PER_GPU=1", "BACKBONE=resnet50", "IMAGE_MIN_DIM=128", "IMAGE_MAX_DIM=128",
-        "STEPS_PER_EPOCH=1", "VALIDATION_STEPS=1", "TOP_DOWN_PYRAMID_SIZE=32",
-        "FPN_CLASSIF_FC_LAYERS_SIZE=32", "FPN_MASK_CONV_LAYERS_SIZE=16", "POST_NMS_ROIS_TRAINING=50",
-        "POST_NMS_ROIS_INFERENCE=50",
-        "PRE_NMS_LIMIT=200", "TRAIN_ROIS_PER_IMAGE=16", "RPN_TRAIN_ANCHORS_PER_IMAGE=32",
-        "DETECTION_MAX_INSTANCES=10", "DETECTION_MIN_CONFIDENCE=0.0"]
+TINY = [
+    "IMAGES_PER_GPU=1",
+    "BACKBONE=resnet50",
+    "IMAGE_MIN_DIM=128",
+    "IMAGE_MAX_DIM=128",
+    "STEPS_PER_EPOCH=1",
+    "VALIDATION_STEPS=1",
+    "TOP_DOWN_PYRAMID_SIZE=32",
+    "FPN_CLASSIF_FC_LAYERS_SIZE=32",
+    "FPN_MASK_CONV_LAYERS_SIZE=16",
+    "POST_NMS_ROIS_TRAINING=50",
+    "POST_NMS_ROIS_INFERENCE=50",
+    "PRE_NMS_LIMIT=200",
+    "TRAIN_ROIS_PER_IMAGE=16",
+    "RPN_TRAIN_ANCHORS_PER_IMAGE=32",
+    "DETECTION_MAX_INSTANCES=10",
+    "DETECTION_MIN_CONFIDENCE=0.0",
+]
 
 
 def test_balloon_dataset_subsets():
@@ -50,8 +63,9 @@ def test_color_splash_keeps_colour_inside_masks_only():
 
 class _OfflineModel:
     def get_imagenet_weights(self):
-        raise Exception("URL fetch failure on https://github.com/...: None -- [Errno -2] Name or service "
-                        "not known")  # what keras.utils.get_file raises offline
+        raise Exception(
+            "URL fetch failure on https://github.com/...: None -- [Errno -2] Name or service not known"
+        )  # what keras.utils.get_file raises offline
 
 
 def test_weights_downloads_fail_offline_with_a_clear_message(tmp_path):
@@ -67,12 +81,16 @@ def test_weights_downloads_fail_offline_with_a_clear_message(tmp_path):
     assert sample_utils.resolve_weights(None, "none") == (None, None)
     target.write_bytes(b"present")  # an existing coco file is used as is, with the contract's exclude list
     assert sample_utils.resolve_weights(None, "COCO", coco_path=str(target)) == (
-        str(target), ["mrcnn_class_logits", "mrcnn_bbox_fc", "mrcnn_bbox", "mrcnn_mask"])
+        str(target),
+        ["mrcnn_class_logits", "mrcnn_bbox_fc", "mrcnn_bbox", "mrcnn_mask"],
+    )
 
 
 def test_config_overrides():
-    config = sample_utils.make_config(balloon.BalloonConfig, ["IMAGE_MAX_DIM=256", "BACKBONE=resnet50",
-                                                              "RPN_ANCHOR_SCALES=[8, 16, 32, 64, 128]"])
+    config = sample_utils.make_config(
+        balloon.BalloonConfig,
+        ["IMAGE_MAX_DIM=256", "BACKBONE=resnet50", "RPN_ANCHOR_SCALES=[8, 16, 32, 64, 128]"],
+    )
     assert config.IMAGE_MAX_DIM == 256 and config.BACKBONE == "resnet50"
     assert config.RPN_ANCHOR_SCALES == (8, 16, 32, 64, 128) and list(config.IMAGE_SHAPE) == [256, 256, 3]
     assert config.NAME == "balloon" and config.NUM_CLASSES == 2
@@ -85,9 +103,13 @@ def test_config_overrides():
     from mrcnn.datasets.shapes import small_backbone, small_backbone_shapes
     from mrcnn.utils import config_callable
 
-    config = sample_utils.make_config(balloon.BalloonConfig, [
-        "BACKBONE=mrcnn.datasets.shapes:small_backbone",
-        "COMPUTE_BACKBONE_SHAPE=mrcnn.datasets.shapes:small_backbone_shapes"])
+    config = sample_utils.make_config(
+        balloon.BalloonConfig,
+        [
+            "BACKBONE=mrcnn.datasets.shapes:small_backbone",
+            "COMPUTE_BACKBONE_SHAPE=mrcnn.datasets.shapes:small_backbone_shapes",
+        ],
+    )
     assert config_callable(config, "BACKBONE") is small_backbone
     assert config_callable(config, "COMPUTE_BACKBONE_SHAPE") is small_backbone_shapes
     with pytest.raises(ValueError, match="cannot import 'nothing' from 'mrcnn.datasets.shapes'"):
@@ -95,11 +117,15 @@ def test_config_overrides():
 
 
 def test_command_line_argument_errors(capsys):
-    for argv, message in [(["splash", "--weights", "none"], "splash needs --image or --video"),
-                          (["train", "--weights", "none"], "train needs --dataset"),
-                          (["fly", "--weights", "none"], "invalid choice"),
-                          (["train", "--weights", "none", "--dataset", "x", "--config", "NOPE=1"],
-                           "Unknown configuration attribute 'NOPE'")]:
+    for argv, message in [
+        (["splash", "--weights", "none"], "splash needs --image or --video"),
+        (["train", "--weights", "none"], "train needs --dataset"),
+        (["fly", "--weights", "none"], "invalid choice"),
+        (
+            ["train", "--weights", "none", "--dataset", "x", "--config", "NOPE=1"],
+            "Unknown configuration attribute 'NOPE'",
+        ),
+    ]:
         with pytest.raises(SystemExit) as exit_info:
             balloon.main(argv)
         assert exit_info.value.code == 2 and message in capsys.readouterr().err
@@ -134,9 +160,21 @@ def test_train_then_splash_command_line(trained_logs, tmp_path):
     frames[0].save(tmp_path / "clip.gif", save_all=True, append_images=frames[1:], duration=120, loop=0)
     image_path = sorted((BALLOON / "val").glob("*.jpg"))[0]
     out = tmp_path / "out"
-    command = [sys.executable, str(ROOT / "samples" / "balloon" / "balloon.py"), "splash",
-               "--weights", "last", "--logs", str(trained_logs), "--image", str(image_path),
-               "--video", str(tmp_path / "clip.gif"), "--out", str(out)]
+    command = [
+        sys.executable,
+        str(ROOT / "samples" / "balloon" / "balloon.py"),
+        "splash",
+        "--weights",
+        "last",
+        "--logs",
+        str(trained_logs),
+        "--image",
+        str(image_path),
+        "--video",
+        str(tmp_path / "clip.gif"),
+        "--out",
+        str(out),
+    ]
     for item in TINY:
         command += ["--config", item]
     result = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path)
@@ -154,8 +192,11 @@ def test_train_without_dataset_dir_uses_the_command_line_or_says_what_is_missing
     monkeypatch.setattr(balloon, "args", None)
     with pytest.raises(ValueError, match="dataset_dir"):
         balloon.train(model=None)
-    monkeypatch.setattr(balloon, "args", balloon.build_parser().parse_args(
-        ["train", "--dataset", "/nowhere/balloon", "--weights", "none"]))
+    monkeypatch.setattr(
+        balloon,
+        "args",
+        balloon.build_parser().parse_args(["train", "--dataset", "/nowhere/balloon", "--weights", "none"]),
+    )
 
     class Loaded(Exception):
         pass

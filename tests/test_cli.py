@@ -1,4 +1,5 @@
 """The ``mrcnn`` command: help, exit codes, config loading, inspect-weights and detect end to end."""
+
 import json
 import os
 import subprocess
@@ -79,14 +80,33 @@ def test_user_errors_exit_2_with_one_line_and_no_traceback(tmp_path, capsys, tin
     not_hdf5 = tmp_path / "notes.h5"
     not_hdf5.write_text("not weights")
     cases = [
-        (["detect", str(tmp_path / "missing.png"), "--weights", str(weights), "--out", str(tmp_path / "o")],
-         "image or folder not found"),
-        (["detect", str(tmp_path), "--weights", str(weights), "--out", str(tmp_path / "o")],
-         "has no images"),
+        (
+            [
+                "detect",
+                str(tmp_path / "missing.png"),
+                "--weights",
+                str(weights),
+                "--out",
+                str(tmp_path / "o"),
+            ],
+            "image or folder not found",
+        ),
+        (["detect", str(tmp_path), "--weights", str(weights), "--out", str(tmp_path / "o")], "has no images"),
         (["inspect-weights", str(tmp_path / "missing.h5")], "weights file not found"),
         (["inspect-weights", str(not_hdf5)], "not an HDF5 weights file"),
-        (["detect", str(weights), "--weights", str(weights), "--config", "lobster", "--out", str(tmp_path)],
-         "neither a JSON file nor a sample config name"),
+        (
+            [
+                "detect",
+                str(weights),
+                "--weights",
+                str(weights),
+                "--config",
+                "lobster",
+                "--out",
+                str(tmp_path),
+            ],
+            "neither a JSON file nor a sample config name",
+        ),
     ]
     for argv, message in cases:
         assert main(argv) == 2, argv
@@ -124,9 +144,12 @@ def test_load_config_samples_json_and_overrides(tmp_path):
     config, names = cli.load_config(str(path))
     assert config.NAME == "mine" and names == ["BG", "a", "b", "c"]
     assert cli._backbone_label(config) == "small_backbone"
-    for text, message in [("{not json", "not valid JSON"), ("[1, 2]", "JSON object"),
-                          ('{"NUM_CLASES": 3}', "NUM_CLASES"),
-                          ('{"BACKBONE": "<callable os.system>"}', "only functions of the mrcnn package")]:
+    for text, message in [
+        ("{not json", "not valid JSON"),
+        ("[1, 2]", "JSON object"),
+        ('{"NUM_CLASES": 3}', "NUM_CLASES"),
+        ('{"BACKBONE": "<callable os.system>"}', "only functions of the mrcnn package"),
+    ]:
         path.write_text(text)
         with pytest.raises(cli.UserError, match=message):
             cli.load_config(str(path))
@@ -151,15 +174,24 @@ def test_inspect_weights_of_a_coco_layout_file(capsys, coco_layout_weights):
     assert lines["NUM_CLASSES"] == ["81"] and lines["BACKBONE"] == ["resnet101"]
     assert lines["FPN_CLASSIF_FC_LAYERS_SIZE"] == ["1024"] and lines["ANCHORS_PER_LOCATION"] == ["3"]
     assert "matches --config coco" in out
-    assert any(line.split()[:2] == ["mrcnn_class_logits", "mrcnn_class_logits/kernel:0"]
-               and "[1024, 81]" in line for line in out.splitlines())
+    assert any(
+        line.split()[:2] == ["mrcnn_class_logits", "mrcnn_class_logits/kernel:0"] and "[1024, 81]" in line
+        for line in out.splitlines()
+    )
 
 
 def test_describe_weights_of_a_tiny_model_and_other_class_counts(tmp_path, tiny_model):
     likely = cli.describe_weights(str(tiny_model[0]))["likely"]
-    assert likely == {"NUM_CLASSES": 4, "BACKBONE": "small_backbone", "TOP_DOWN_PYRAMID_SIZE": 64,
-                      "FPN_CLASSIF_FC_LAYERS_SIZE": 256, "POOL_SIZE": 7, "FPN_MASK_CONV_LAYERS_SIZE": 64,
-                      "ANCHORS_PER_LOCATION": 3, "sample": "shapes"}
+    assert likely == {
+        "NUM_CLASSES": 4,
+        "BACKBONE": "small_backbone",
+        "TOP_DOWN_PYRAMID_SIZE": 64,
+        "FPN_CLASSIF_FC_LAYERS_SIZE": 256,
+        "POOL_SIZE": 7,
+        "FPN_MASK_CONV_LAYERS_SIZE": 64,
+        "ANCHORS_PER_LOCATION": 3,
+        "sample": "shapes",
+    }
     path = tmp_path / "five.h5"
     write_layout_file(str(path), num_classes=5, full_model=True)  # Keras 2 model.save layout
     likely = cli.describe_weights(str(path))["likely"]
@@ -177,8 +209,10 @@ def test_detect_folder_writes_overlays_and_coco_results(tmp_path, capsys, tiny_m
         Image.fromarray(dataset.load_image(image_id)).save(images / name)
     (images / "notes.txt").write_text("not an image")
     out = tmp_path / "out"
-    assert main(["detect", str(images), "--weights", str(weights), "--config", str(config),
-                 "--out", str(out)]) == 0
+    assert (
+        main(["detect", str(images), "--weights", str(weights), "--config", str(config), "--out", str(out)])
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "[1/2]" in printed and "[2/2]" in printed
     assert sorted(os.listdir(out)) == ["first.png", "images.json", "results.json", "second.png"]
@@ -193,8 +227,10 @@ def test_detect_folder_writes_overlays_and_coco_results(tmp_path, capsys, tiny_m
     gt = COCO(str(out / "images.json"))
     detections = gt.loadRes(str(out / "results.json"))
     assert len(detections.getAnnIds()) == len(results)
-    assert [img["file_name"] for img in gt.dataset["images"]] == [str(images / "first.png"),
-                                                                 str(images / "second.jpg")]
+    assert [img["file_name"] for img in gt.dataset["images"]] == [
+        str(images / "first.png"),
+        str(images / "second.jpg"),
+    ]
     assert [c["name"] for c in gt.dataset["categories"]] == ["square", "circle", "triangle"]
     for r in results:
         x, y, w, h = r["bbox"]
@@ -202,13 +238,27 @@ def test_detect_folder_writes_overlays_and_coco_results(tmp_path, capsys, tiny_m
 
 
 def test_installed_entry_point_and_python_m(tmp_path, coco_layout_weights):
-    result = subprocess.run(["mrcnn", "inspect-weights", str(coco_layout_weights)], capture_output=True,
-                            text=True, timeout=300)
+    result = subprocess.run(
+        ["mrcnn", "inspect-weights", str(coco_layout_weights)], capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "matches --config coco" in result.stdout
-    result = subprocess.run([sys.executable, "-m", "mrcnn", "detect", str(tmp_path / "nothing.png"),
-                             "--weights", str(coco_layout_weights), "--out", str(tmp_path)],
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mrcnn",
+            "detect",
+            str(tmp_path / "nothing.png"),
+            "--weights",
+            str(coco_layout_weights),
+            "--out",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith("mrcnn: error: image or folder not found")
     assert "Traceback" not in result.stderr
@@ -233,13 +283,36 @@ def test_train_then_evaluate_and_export_the_checkpoint(tmp_path, capsys):
     train_json = _write_coco_dataset(tmp_path / "train", 3, seed=7)
     val_json = _write_coco_dataset(tmp_path / "val", 2, seed=8)
     values = TinyConfig().to_dict()
-    values.update(STEPS_PER_EPOCH=1, VALIDATION_STEPS=1, POST_NMS_ROIS_TRAINING=50, TRAIN_ROIS_PER_IMAGE=16,
-                  NUM_CLASSES=2)  # NUM_CLASSES comes from the dataset (4) instead
+    values.update(
+        STEPS_PER_EPOCH=1,
+        VALIDATION_STEPS=1,
+        POST_NMS_ROIS_TRAINING=50,
+        TRAIN_ROIS_PER_IMAGE=16,
+        NUM_CLASSES=2,
+    )  # NUM_CLASSES comes from the dataset (4) instead
     config = tmp_path / "tiny.json"
     config.write_text(json.dumps(values))
     logs = tmp_path / "logs"
-    assert main(["train", "--dataset", str(train_json), "--val-dataset", str(val_json),
-                 "--config", str(config), "--layers", "all", "--epochs", "1", "--logs", str(logs)]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--dataset",
+                str(train_json),
+                "--val-dataset",
+                str(val_json),
+                "--config",
+                str(config),
+                "--layers",
+                "all",
+                "--epochs",
+                "1",
+                "--logs",
+                str(logs),
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "Training on 3 images, validating on 2; classes ['square', 'circle', 'triangle']" in out
     (run,) = os.listdir(logs)
@@ -248,15 +321,40 @@ def test_train_then_evaluate_and_export_the_checkpoint(tmp_path, capsys):
     assert "mask_rcnn_tiny_0001.h5" in os.listdir(logs / run)
 
     metrics = tmp_path / "metrics.json"
-    assert main(["evaluate", "--dataset", str(val_json), "--weights", "last", "--logs", str(logs),
-                 "--config", str(logs / run / "config.json"), "--json", str(metrics)]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--dataset",
+                str(val_json),
+                "--weights",
+                "last",
+                "--logs",
+                str(logs),
+                "--config",
+                str(logs / run / "config.json"),
+                "--json",
+                str(metrics),
+            ]
+        )
+        == 0
+    )
     assert "COCO-style evaluation of 2 images" in capsys.readouterr().out
     result = json.loads(metrics.read_text())
     assert result["images"] == 2 and -1 <= result["segm"]["AP"] <= 1 and "results" not in result
 
     export = tmp_path / "export" / "1"
-    argv = ["export", "--weights", str(logs / run / "mask_rcnn_tiny_0001.h5"), "--logs", str(logs),
-            "--config", str(logs / run / "config.json"), "--out", str(export)]
+    argv = [
+        "export",
+        "--weights",
+        str(logs / run / "mask_rcnn_tiny_0001.h5"),
+        "--logs",
+        str(logs),
+        "--config",
+        str(logs / run / "config.json"),
+        "--out",
+        str(export),
+    ]
     assert main(argv) == 0
     assert (export / "saved_model.pb").is_file()
     assert main(argv) == 2  # the folder exists now

@@ -1,4 +1,5 @@
 """samples/coco/coco.py on fruits_nuts arranged as a COCO 2017 tree: loader, masks, results, download, CLI."""
+
 import http.server
 import json
 import os
@@ -24,10 +25,11 @@ CROWD_RLE = {"size": [600, 800], "counts": [480000 - 400, 400]}  # column-major:
 def subset_json(image_ids, extra_annotations=()):
     data = json.loads((FRUITS / "trainval.json").read_text())
     keep = set(image_ids)
-    return {"images": [i for i in data["images"] if i["id"] in keep],
-            "categories": data["categories"],
-            "annotations": [a for a in data["annotations"] if a["image_id"] in keep]
-            + list(extra_annotations)}
+    return {
+        "images": [i for i in data["images"] if i["id"] in keep],
+        "categories": data["categories"],
+        "annotations": [a for a in data["annotations"] if a["image_id"] in keep] + list(extra_annotations),
+    }
 
 
 def file_names(image_ids):
@@ -40,8 +42,15 @@ def write_layout(root, train_ids=TRAIN_IMAGES, val_ids=None):
     """dataset_dir/annotations/instances_{train,val}2017.json and {train,val}2017/ image folders."""
     data = json.loads((FRUITS / "trainval.json").read_text())
     val_ids = [i["id"] for i in data["images"]] if val_ids is None else val_ids
-    crowd = {"id": 10_000, "image_id": val_ids[0], "category_id": 3, "iscrowd": 1, "segmentation": CROWD_RLE,
-             "area": 400.0, "bbox": [799.0, 100.0, 1.0, 400.0]}
+    crowd = {
+        "id": 10_000,
+        "image_id": val_ids[0],
+        "category_id": 3,
+        "iscrowd": 1,
+        "segmentation": CROWD_RLE,
+        "area": 400.0,
+        "bbox": [799.0, 100.0, 1.0, 400.0],
+    }
     (root / "annotations").mkdir(parents=True)
     for subset, ids, extra in (("train", train_ids, ()), ("val", val_ids, (crowd,))):
         annotations = root / "annotations" / f"instances_{subset}2017.json"
@@ -99,14 +108,18 @@ def test_ground_truth_through_build_coco_results_scores_one(coco_dir):
         keep = class_ids > 0
         masks, class_ids = masks[..., keep], class_ids[keep]
         boxes = coco_sample.utils.extract_bboxes(masks)
-        results += coco_sample.build_coco_results(dataset, [dataset.image_info[image_id]["id"]], boxes,
-                                                  class_ids, np.ones(len(class_ids)), masks)
+        results += coco_sample.build_coco_results(
+            dataset, [dataset.image_info[image_id]["id"]], boxes, class_ids, np.ones(len(class_ids)), masks
+        )
     assert len(results) == 165 and {r["category_id"] for r in results} == {1, 2, 3}
     for iou_type in ("segm", "bbox"):
         metrics = coco_metrics(coco, results, iou_type)
         assert metrics["AP"] == pytest.approx(1.0) and metrics["AR100"] == pytest.approx(1.0)
-        assert metrics["per_class_ap"] == {"date": pytest.approx(1.0), "fig": pytest.approx(1.0),
-                                           "hazelnut": pytest.approx(1.0)}
+        assert metrics["per_class_ap"] == {
+            "date": pytest.approx(1.0),
+            "fig": pytest.approx(1.0),
+            "hazelnut": pytest.approx(1.0),
+        }
     assert coco_sample.build_coco_results(dataset, [0], None, None, None, None) == []
 
 
@@ -122,11 +135,17 @@ def coco_server(tmp_path):
     www = tmp_path / "www"
     (www / "zips").mkdir(parents=True)
     (www / "annotations").mkdir()
-    make_zip(www / "zips" / "train2017.zip", {f"train2017/{name}": FRUITS / "images" / name
-                                              for name in file_names(TRAIN_IMAGES)})
-    make_zip(www / "annotations" / "annotations_trainval2017.zip",
-             {f"annotations/instances_{s}2017.json": json.dumps(subset_json(TRAIN_IMAGES))
-              for s in ("train", "val")})
+    make_zip(
+        www / "zips" / "train2017.zip",
+        {f"train2017/{name}": FRUITS / "images" / name for name in file_names(TRAIN_IMAGES)},
+    )
+    make_zip(
+        www / "annotations" / "annotations_trainval2017.zip",
+        {
+            f"annotations/instances_{s}2017.json": json.dumps(subset_json(TRAIN_IMAGES))
+            for s in ("train", "val")
+        },
+    )
     requests = []
 
     class Handler(http.server.SimpleHTTPRequestHandler):
@@ -177,22 +196,46 @@ def test_auto_download_from_local_server(coco_server, tmp_path, capsys):
 
 def test_download_plan_for_minival():
     plan = coco_sample.CocoDataset().download_plan("/d", "minival", "2014")
-    assert [p[0] for p in plan] == ["https://images.cocodataset.org/zips/val2014.zip",
-                                    coco_sample.CocoDataset.MINIVAL_URLS["minival"]]
+    assert [p[0] for p in plan] == [
+        "https://images.cocodataset.org/zips/val2014.zip",
+        coco_sample.CocoDataset.MINIVAL_URLS["minival"],
+    ]
     assert [p[3] for p in plan] == ["/d/val2014", "/d/annotations/instances_minival2014.json"]
     assert plan[1][2] == "/d/annotations"
     with pytest.raises(ValueError, match="only for 2014"):
         coco_sample.CocoDataset().auto_download("/d", "minival", "2017")
 
 
-TINY = ["--config", "NUM_CLASSES=4", "--config", "BACKBONE=mrcnn.datasets.shapes:small_backbone",
-        "--config", "COMPUTE_BACKBONE_SHAPE=mrcnn.datasets.shapes:small_backbone_shapes",
-        "--config", "IMAGE_MIN_DIM=64", "--config", "IMAGE_MAX_DIM=64",
-        "--config", "TOP_DOWN_PYRAMID_SIZE=32",
-        "--config", "FPN_CLASSIF_FC_LAYERS_SIZE=32", "--config", "FPN_MASK_CONV_LAYERS_SIZE=16",
-        "--config", "TRAIN_ROIS_PER_IMAGE=8", "--config", "POST_NMS_ROIS_TRAINING=32",
-        "--config", "POST_NMS_ROIS_INFERENCE=32", "--config", "STEPS_PER_EPOCH=1",
-        "--config", "VALIDATION_STEPS=1", "--config", "IMAGES_PER_GPU=1"]
+TINY = [
+    "--config",
+    "NUM_CLASSES=4",
+    "--config",
+    "BACKBONE=mrcnn.datasets.shapes:small_backbone",
+    "--config",
+    "COMPUTE_BACKBONE_SHAPE=mrcnn.datasets.shapes:small_backbone_shapes",
+    "--config",
+    "IMAGE_MIN_DIM=64",
+    "--config",
+    "IMAGE_MAX_DIM=64",
+    "--config",
+    "TOP_DOWN_PYRAMID_SIZE=32",
+    "--config",
+    "FPN_CLASSIF_FC_LAYERS_SIZE=32",
+    "--config",
+    "FPN_MASK_CONV_LAYERS_SIZE=16",
+    "--config",
+    "TRAIN_ROIS_PER_IMAGE=8",
+    "--config",
+    "POST_NMS_ROIS_TRAINING=32",
+    "--config",
+    "POST_NMS_ROIS_INFERENCE=32",
+    "--config",
+    "STEPS_PER_EPOCH=1",
+    "--config",
+    "VALIDATION_STEPS=1",
+    "--config",
+    "IMAGES_PER_GPU=1",
+]
 
 
 def test_command_line_train_then_evaluate(coco_dir, tmp_path, capsys):
@@ -220,8 +263,10 @@ def test_command_line_errors(capsys):
     with pytest.raises(SystemExit):
         coco_sample.main(["train", "--dataset", "d", "--model", "none", "--config", "image_max_dim=64"])
     assert "Unknown configuration attribute 'image_max_dim'" in capsys.readouterr().err
-    config = sample_utils.make_config(coco_sample.CocoConfig, ["MEAN_PIXEL=[1, 2, 3]", "BACKBONE=resnet50",
-                                                               "RPN_ANCHOR_SCALES=[8, 16, 32, 64, 128]"])
+    config = sample_utils.make_config(
+        coco_sample.CocoConfig,
+        ["MEAN_PIXEL=[1, 2, 3]", "BACKBONE=resnet50", "RPN_ANCHOR_SCALES=[8, 16, 32, 64, 128]"],
+    )
     assert config.MEAN_PIXEL.dtype == coco_sample.CocoConfig.MEAN_PIXEL.dtype
     assert config.BACKBONE == "resnet50" and config.MEAN_PIXEL.tolist() == [1, 2, 3]
     assert config.RPN_ANCHOR_SCALES == (8, 16, 32, 64, 128) and config.NAME == "coco"

@@ -1,4 +1,5 @@
 """Tests for mrcnn.data: metas, ground truth loading, RPN / head targets, generator and PyDataset."""
+
 import logging
 import random
 import sys
@@ -12,7 +13,7 @@ from mrcnn import augment, data, utils
 from mrcnn.config import Config
 from samples.shapes.shapes import ShapesConfig, ShapesDataset
 
-NUM_ANCHORS_128 = 3 * (32 ** 2 + 16 ** 2 + 8 ** 2 + 4 ** 2 + 2 ** 2)
+NUM_ANCHORS_128 = 3 * (32**2 + 16**2 + 8**2 + 4**2 + 2**2)
 
 
 class SmallConfig(ShapesConfig):
@@ -40,11 +41,16 @@ def shapes():
 #  Metas and molding
 ############################################################
 
+
 def test_compose_parse_round_trip():
-    metas = np.stack([
-        data.compose_image_meta(7, (480, 640, 3), (1024, 1024, 3), (128, 0, 896, 1024), 1.6, [1, 1, 0, 1]),
-        data.compose_image_meta(2, (64, 32, 3), (128, 128, 3), (0, 32, 128, 96), 2.0, [1, 0, 1, 0]),
-    ])
+    metas = np.stack(
+        [
+            data.compose_image_meta(
+                7, (480, 640, 3), (1024, 1024, 3), (128, 0, 896, 1024), 1.6, [1, 1, 0, 1]
+            ),
+            data.compose_image_meta(2, (64, 32, 3), (128, 128, 3), (0, 32, 128, 96), 2.0, [1, 0, 1, 0]),
+        ]
+    )
     assert metas.shape == (2, 12 + 4) and metas.dtype == np.float64
     assert metas[0].tolist() == [7, 480, 640, 3, 1024, 1024, 3, 128, 0, 896, 1024, 1.6, 1, 1, 0, 1]
     parsed = data.parse_image_meta(metas)
@@ -75,6 +81,7 @@ def test_mold_unmold(config):
 ############################################################
 #  load_image_gt
 ############################################################
+
 
 def test_load_image_gt_shapes(shapes, config):
     for image_id in range(4):
@@ -203,8 +210,9 @@ def test_deprecated_augment_flag_flips_and_warns(config, caplog):
     seen = set()
     with caplog.at_level(logging.WARNING, logger="mrcnn.data"):
         for seed in range(12):
-            _, _, _, boxes, _ = data.load_image_gt(dataset, config, 0, augment=True,
-                                                   rng=np.random.default_rng(seed))
+            _, _, _, boxes, _ = data.load_image_gt(
+                dataset, config, 0, augment=True, rng=np.random.default_rng(seed)
+            )
             assert np.array_equal(boxes, plain) or np.array_equal(boxes, mirrored)
             seen.add(np.array_equal(boxes, plain))
     assert seen == {True, False}
@@ -213,6 +221,7 @@ def test_deprecated_augment_flag_flips_and_warns(config, caplog):
 
 def test_imgaug_augmenters_touch_masks_only_through_the_hook_list(config, monkeypatch):
     """imgaug is optional; a stand-in module checks the plumbing (deterministic mode, uint8 masks, hooks)."""
+
     class HooksImages:
         def __init__(self, activator):
             self.activator = activator
@@ -248,6 +257,7 @@ def test_imgaug_augmenters_touch_masks_only_through_the_hook_list(config, monkey
 ############################################################
 #  RPN targets
 ############################################################
+
 
 def _iou(a, b):
     h = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
@@ -308,8 +318,9 @@ def test_build_rpn_targets_matches_reference_on_random_cases():
         expected, best_gt = _reference_rpn_match(anchors, gt_class_ids, gt_boxes)
         for train_anchors in (len(anchors) * 2, 32):
             config = _rpn_config(train_anchors)
-            match, deltas = data.build_rpn_targets((64, 64, 3), anchors, gt_class_ids, gt_boxes, config,
-                                                   rng=np.random.default_rng(case))
+            match, deltas = data.build_rpn_targets(
+                (64, 64, 3), anchors, gt_class_ids, gt_boxes, config, rng=np.random.default_rng(case)
+            )
             assert match.dtype == np.int32 and match.shape == (len(anchors),)
             assert deltas.dtype == np.float64 and deltas.shape == (train_anchors, 4)
             # Subsampling only turns labels neutral; counts follow the caps.
@@ -321,14 +332,15 @@ def test_build_rpn_targets_matches_reference_on_random_cases():
                 np.testing.assert_array_equal(match, expected)
             # Deltas of the positives, in index order, recover each anchor's best gt box.
             index = np.flatnonzero(match == 1)
-            recovered = utils.apply_box_deltas(anchors[index], deltas[:index.size] * config.RPN_BBOX_STD_DEV)
+            recovered = utils.apply_box_deltas(anchors[index], deltas[: index.size] * config.RPN_BBOX_STD_DEV)
             np.testing.assert_allclose(recovered, gt_boxes[best_gt[index]], atol=1e-3)
-            assert not deltas[index.size:].any()
+            assert not deltas[index.size :].any()
 
 
 def test_build_rpn_targets_ties_and_thresholds():
-    anchors = np.array([[0, 0, 16, 16], [8, 8, 24, 24], [40, 40, 56, 56], [4, 4, 20, 20], [30, 30, 38, 38]],
-                       dtype=np.float64)
+    anchors = np.array(
+        [[0, 0, 16, 16], [8, 8, 24, 24], [40, 40, 56, 56], [4, 4, 20, 20], [30, 30, 38, 38]], dtype=np.float64
+    )
     gt_boxes = np.array([[4, 4, 20, 20]])
     match, deltas = data.build_rpn_targets((64, 64, 3), anchors[[0, 1, 2]], [1], gt_boxes, _rpn_config(256))
     # Both anchors tie for the box's best IoU (144 / 368 = 0.39), so both are positive; the far one negative.
@@ -355,12 +367,13 @@ def test_build_rpn_targets_on_pyramid_anchors(shapes, config):
     anchors = data._SampleBuilder(shapes, config).anchors((128, 128))
     assert anchors.shape == (NUM_ANCHORS_128, 4)
     _, _, class_ids, boxes, _ = data.load_image_gt(shapes, config, 0)
-    match, deltas = data.build_rpn_targets((128, 128, 3), anchors, class_ids, boxes, config,
-                                           rng=np.random.default_rng(0))
+    match, deltas = data.build_rpn_targets(
+        (128, 128, 3), anchors, class_ids, boxes, config, rng=np.random.default_rng(0)
+    )
     positives = np.flatnonzero(match == 1)
     assert positives.size >= len(class_ids)  # every box gets at least its best anchor
     assert (match == -1).sum() == config.RPN_TRAIN_ANCHORS_PER_IMAGE - positives.size
-    recovered = utils.apply_box_deltas(anchors[positives], deltas[:positives.size] * config.RPN_BBOX_STD_DEV)
+    recovered = utils.apply_box_deltas(anchors[positives], deltas[: positives.size] * config.RPN_BBOX_STD_DEV)
     ious = utils.compute_overlaps(recovered, boxes)
     assert np.all(ious.max(axis=1) > 0.999)
 
@@ -369,27 +382,35 @@ def test_build_rpn_targets_on_pyramid_anchors(shapes, config):
 #  Random ROIs and detection targets
 ############################################################
 
+
 def test_generate_random_rois():
     gt_boxes = np.array([[10, 10, 20, 30], [40, 50, 60, 60]])
-    rois = data.generate_random_rois((64, 64, 3), 100, np.array([1, 2]), gt_boxes,
-                                     rng=np.random.default_rng(0))
+    rois = data.generate_random_rois(
+        (64, 64, 3), 100, np.array([1, 2]), gt_boxes, rng=np.random.default_rng(0)
+    )
     assert rois.shape == (100, 4) and rois.dtype == np.int32
     assert np.all(rois[:, 2] > rois[:, 0]) and np.all(rois[:, 3] > rois[:, 1])
     assert rois.min() >= 0 and rois[:, [0, 2]].max() <= 64 and rois[:, [1, 3]].max() <= 64
     per_box = int(0.9 * 100 / 2)
     first = rois[:per_box]  # around box 0, expanded by its own size: rows 0..30, cols 0..50
     assert first[:, [0, 2]].max() <= 30 and first[:, [1, 3]].max() <= 50
-    second = rois[per_box:2 * per_box]  # around box 1: rows 20..64, cols 40..64
+    second = rois[per_box : 2 * per_box]  # around box 1: rows 20..64, cols 40..64
     assert second[:, [0, 2]].min() >= 20 and second[:, [1, 3]].min() >= 40
 
 
 def test_build_detection_targets(config):
     dataset = RectDataset([{"boxes": [(8, 10, 20, 40), (30, 50, 40, 60)], "class_ids": [1, 2]}])
     _, _, class_ids, boxes, masks = data.load_image_gt(dataset, config, 0, use_mini_mask=True)
-    rois = np.concatenate([boxes, boxes + 1, data.generate_random_rois((128, 128), 60, class_ids, boxes,
-                                                                        rng=np.random.default_rng(1))])
+    rois = np.concatenate(
+        [
+            boxes,
+            boxes + 1,
+            data.generate_random_rois((128, 128), 60, class_ids, boxes, rng=np.random.default_rng(1)),
+        ]
+    )
     out_rois, out_ids, out_bbox, out_masks = data.build_detection_targets(
-        rois, class_ids, boxes, masks, config, rng=np.random.default_rng(2))
+        rois, class_ids, boxes, masks, config, rng=np.random.default_rng(2)
+    )
     rois_count = config.TRAIN_ROIS_PER_IMAGE
     assert out_rois.shape == (rois_count, 4) and out_rois.dtype == np.int32
     assert out_ids.shape == (rois_count,) and out_ids.dtype == np.int32
@@ -399,8 +420,9 @@ def test_build_detection_targets(config):
     np.testing.assert_array_equal(foreground, np.arange(foreground.size))  # positives first
     for i in foreground:
         c = out_ids[i]
-        refined = utils.apply_box_deltas(out_rois[i:i + 1].astype(np.float32),
-                                         out_bbox[i:i + 1, c] * config.BBOX_STD_DEV)
+        refined = utils.apply_box_deltas(
+            out_rois[i : i + 1].astype(np.float32), out_bbox[i : i + 1, c] * config.BBOX_STD_DEV
+        )
         assert utils.compute_overlaps(refined, boxes).max() > 0.999
         assert out_masks[i, :, :, c].mean() > 0.5  # the ROI covers mostly its (rectangular) instance
         other = [k for k in range(4) if k != c]
@@ -413,6 +435,7 @@ def test_build_detection_targets(config):
 ############################################################
 #  data_generator and MaskRCNNSequence
 ############################################################
+
 
 def _check_batch(inputs, batch, config, mask_shape=(56, 56)):
     max_gt = config.MAX_GT_INSTANCES
@@ -533,15 +556,17 @@ def test_no_augmentation_sources(shapes, config):
     def forbidden(image, masks):
         raise AssertionError("augmentation must not run on this source")
 
-    generator = data.data_generator(shapes, config, batch_size=2, augmentation=forbidden,
-                                    no_augmentation_sources=["shapes"])
+    generator = data.data_generator(
+        shapes, config, batch_size=2, augmentation=forbidden, no_augmentation_sources=["shapes"]
+    )
     _check_batch(next(generator)[0], 2, config)
 
 
 def test_sequence_batches_are_reproducible_and_reshuffled(shapes, config):
     aug = augment.Sequential([augment.Fliplr(), augment.ScaleCrop((0.9, 1.1))])
-    sequence = data.MaskRCNNSequence(shapes, config, augmentation=aug, steps=3, seed=7, workers=2,
-                                     use_multiprocessing=False)
+    sequence = data.MaskRCNNSequence(
+        shapes, config, augmentation=aug, steps=3, seed=7, workers=2, use_multiprocessing=False
+    )
     assert len(sequence) == 3 and sequence.workers == 2 and not sequence.use_multiprocessing
     batch = sequence[1]
     assert isinstance(batch, tuple) and len(batch) == 1
@@ -572,9 +597,12 @@ def test_sequence_unshuffled_order_and_skips(config, caplog):
 def test_sequence_feeds_keras(shapes, config):
     """Keras consumes the batches (list and dict inputs) through its PyDataset adapter."""
     shapes_by_name = {
-        "input_image": ((128, 128, 3), "float32"), "input_image_meta": ((16,), "float32"),
-        "input_rpn_match": ((None, 1), "int32"), "input_rpn_bbox": ((None, 4), "float32"),
-        "input_gt_class_ids": ((None,), "int32"), "input_gt_boxes": ((None, 4), "int32"),
+        "input_image": ((128, 128, 3), "float32"),
+        "input_image_meta": ((16,), "float32"),
+        "input_rpn_match": ((None, 1), "int32"),
+        "input_rpn_bbox": ((None, 4), "float32"),
+        "input_gt_class_ids": ((None,), "int32"),
+        "input_gt_boxes": ((None, 4), "int32"),
         "input_gt_masks": ((56, 56, None), "bool"),
     }
     inputs = [keras.Input(shape=s, dtype=d, name=n) for n, (s, d) in shapes_by_name.items()]

@@ -1,4 +1,5 @@
 """Dataset adapters (mrcnn.datasets): hand-made files for every shape and format rule, then the real data."""
+
 import base64
 import csv
 import io
@@ -92,23 +93,35 @@ def via2_project(tmp_path, regions_as_list=True):
     write_image(tmp_path / "a.png", 20, 30)
     write_image(tmp_path / "b.png", 10, 10)
     regions = [
-        {"shape_attributes": {"name": "rect", "x": 2, "y": 3, "width": 4, "height": 5},
-         "region_attributes": {"kind": "cat"}},
-        {"shape_attributes": {"name": "circle", "cx": 20, "cy": 10, "r": 3},
-         "region_attributes": {"kind": {"dog": True, "cat": False}}},
-        {"shape_attributes": {"name": "ellipse", "cx": 29, "cy": 19, "rx": 4, "ry": 2, "theta": 0},
-         "region_attributes": {"kind": "dog"}},
-        {"shape_attributes": {"name": "polyline", "all_points_x": [0, 5], "all_points_y": [0, 5]},
-         "region_attributes": {"kind": "cat"}},
+        {
+            "shape_attributes": {"name": "rect", "x": 2, "y": 3, "width": 4, "height": 5},
+            "region_attributes": {"kind": "cat"},
+        },
+        {
+            "shape_attributes": {"name": "circle", "cx": 20, "cy": 10, "r": 3},
+            "region_attributes": {"kind": {"dog": True, "cat": False}},
+        },
+        {
+            "shape_attributes": {"name": "ellipse", "cx": 29, "cy": 19, "rx": 4, "ry": 2, "theta": 0},
+            "region_attributes": {"kind": "dog"},
+        },
+        {
+            "shape_attributes": {"name": "polyline", "all_points_x": [0, 5], "all_points_y": [0, 5]},
+            "region_attributes": {"kind": "cat"},
+        },
     ]
-    polygon = {"shape_attributes": {"name": "polygon", "all_points_x": [0, 9, 9], "all_points_y": [0, 0, 9]},
-               "region_attributes": {"kind": "cat"}}
+    polygon = {
+        "shape_attributes": {"name": "polygon", "all_points_x": [0, 9, 9], "all_points_y": [0, 0, 9]},
+        "region_attributes": {"kind": "cat"},
+    }
     if not regions_as_list:
         regions = {str(i): r for i, r in enumerate(regions)}
     project = {
         "_via_settings": {},
-        "_via_attributes": {"region": {"kind": {"type": "dropdown", "options": {"dog": "", "cat": ""}}},
-                            "file": {}},
+        "_via_attributes": {
+            "region": {"kind": {"type": "dropdown", "options": {"dog": "", "cat": ""}}},
+            "file": {},
+        },
         "_via_img_metadata": {
             "a.png123": {"filename": "a.png", "size": 123, "regions": regions, "file_attributes": {}},
             "b.png45": {"filename": "b.png", "size": 45, "regions": [polygon], "file_attributes": {}},
@@ -160,8 +173,13 @@ def test_via_errors(tmp_path):
         ViaDataset().load_via(str(path))
     with pytest.raises(FileNotFoundError, match="not found"):
         ViaDataset().load_via(str(tmp_path / "missing.json"))
-    bad_shape = {"x.png1": {"filename": "x.png", "size": 1, "regions": [
-        {"shape_attributes": {"name": "star"}, "region_attributes": {}}]}}
+    bad_shape = {
+        "x.png1": {
+            "filename": "x.png",
+            "size": 1,
+            "regions": [{"shape_attributes": {"name": "star"}, "region_attributes": {}}],
+        }
+    }
     write_image(tmp_path / "x.png", 4, 4)
     (tmp_path / "bad.json").write_text(json.dumps(bad_shape))
     with pytest.raises(ValueError, match="unsupported VIA region shape 'star'"):
@@ -213,15 +231,27 @@ def coco_file(tmp_path, rle_counts):
     compressed = mask_utils.encode(block)
     compressed["counts"] = compressed["counts"].decode()
     data = {
-        "images": [{"id": 5, "file_name": "0.jpg", "height": 8, "width": 10},
-                   {"id": 6, "file_name": "1.jpg", "height": 8, "width": 10}],
+        "images": [
+            {"id": 5, "file_name": "0.jpg", "height": 8, "width": 10},
+            {"id": 6, "file_name": "1.jpg", "height": 8, "width": 10},
+        ],
         "categories": [{"id": 0, "name": "_background_"}, {"id": 3, "name": "cup"}, {"id": 7, "name": "pen"}],
         "annotations": [
-            {"id": 1, "image_id": 5, "category_id": 3, "iscrowd": 0,
-             "segmentation": [[-4, -4, 20, -4, 20, 3, -4, 3]]},
+            {
+                "id": 1,
+                "image_id": 5,
+                "category_id": 3,
+                "iscrowd": 0,
+                "segmentation": [[-4, -4, 20, -4, 20, 3, -4, 3]],
+            },
             {"id": 2, "image_id": 5, "category_id": 7, "iscrowd": 0, "segmentation": compressed},
-            {"id": 3, "image_id": 5, "category_id": 7, "iscrowd": 1,
-             "segmentation": {"size": [8, 10], "counts": rle_counts}},
+            {
+                "id": 3,
+                "image_id": 5,
+                "category_id": 7,
+                "iscrowd": 1,
+                "segmentation": {"size": [8, 10], "counts": rle_counts},
+            },
             {"id": 4, "image_id": 6, "category_id": 3, "iscrowd": 0, "segmentation": [[1, 1, 5, 5]]},
         ],
     }
@@ -306,10 +336,11 @@ def test_labelme_real_groups_and_ignore():
     for image_id in ds.image_ids:
         ours, our_ids = ds.load_mask(image_id)
         theirs, their_ids = reference.load_mask(by_file[Path(ds.image_info[image_id]["path"]).name])
-        assert sorted(ds.class_names[c] for c in our_ids) == \
-            sorted(reference.class_names[c] for c in their_ids)
+        assert sorted(ds.class_names[c] for c in our_ids) == sorted(
+            reference.class_names[c] for c in their_ids
+        )
         for k in range(ours.shape[-1]):
-            iou = (ours[..., k:k + 1] & theirs).sum((0, 1)) / (ours[..., k:k + 1] | theirs).sum((0, 1))
+            iou = (ours[..., k : k + 1] & theirs).sum((0, 1)) / (ours[..., k : k + 1] | theirs).sum((0, 1))
             assert iou.max() > 0.9
 
 
@@ -321,13 +352,24 @@ def test_labelme_shapes_embedded_image_and_errors(tmp_path):
     shapes = [
         {"label": "box", "points": [[9, 8], [3, 2]], "shape_type": "rectangle", "group_id": None},
         {"label": "ball", "points": [[8, 6], [8, 8]], "shape_type": "circle", "group_id": 1},
-        {"label": "ball", "points": [[14, 0], [15, 1]], "shape_type": "mask", "group_id": 1,
-         "mask": base64.b64encode(bitmap.getvalue()).decode()},
+        {
+            "label": "ball",
+            "points": [[14, 0], [15, 1]],
+            "shape_type": "mask",
+            "group_id": 1,
+            "mask": base64.b64encode(bitmap.getvalue()).decode(),
+        },
         {"label": "ball", "points": [[0, 0], [4, 4]], "shape_type": "line", "group_id": None},
         {"label": "__ignore__", "points": [[0, 0], [5, 0], [5, 5]], "shape_type": "polygon"},
     ]
-    doc = {"version": "5.0", "shapes": shapes, "imagePath": "gone.png", "imageHeight": 12, "imageWidth": 16,
-           "imageData": base64.b64encode(buffer.getvalue()).decode()}
+    doc = {
+        "version": "5.0",
+        "shapes": shapes,
+        "imagePath": "gone.png",
+        "imageHeight": 12,
+        "imageWidth": 16,
+        "imageData": base64.b64encode(buffer.getvalue()).decode(),
+    }
     (tmp_path / "one.json").write_text(json.dumps(doc))
     ds = LabelmeDataset()
     ds.load_labelme(str(tmp_path))
@@ -361,7 +403,7 @@ def decode_solution_rle(text, height, width):
     flat = np.zeros(height * width, bool)
     numbers = [int(v) for v in text.split()]
     for start, length in zip(numbers[0::2], numbers[1::2]):
-        flat[start - 1:start - 1 + length] = True
+        flat[start - 1 : start - 1 + length] = True
     return flat.reshape(width, height).T
 
 
@@ -377,8 +419,10 @@ def test_dsb_masks_match_solution_csv():
         masks, class_ids = ds.load_mask(image_id)
         assert set(class_ids) == {1}
         rows = solution[ds.image_info[image_id]["id"]]
-        expected = {np.packbits(decode_solution_rle(r["EncodedPixels"], int(r["Height"]), int(r["Width"])))
-                    .tobytes() for r in rows}
+        expected = {
+            np.packbits(decode_solution_rle(r["EncodedPixels"], int(r["Height"]), int(r["Width"]))).tobytes()
+            for r in rows
+        }
         ours = {np.packbits(masks[:, :, k]).tobytes() for k in range(masks.shape[-1])}
         assert ours == expected and masks.shape[-1] == len(rows)
         total += masks.shape[-1]
@@ -460,8 +504,9 @@ def test_datasets_package_does_not_import_tensorflow():
 
 
 # ---------------------------------------------------------------------------------------------- evaluation
-@pytest.mark.parametrize("path, subset", [(FRUITS_JSON, None), (BALLOON, "val")],
-                         ids=["fruits_nuts", "balloon"])
+@pytest.mark.parametrize(
+    "path, subset", [(FRUITS_JSON, None), (BALLOON, "val")], ids=["fruits_nuts", "balloon"]
+)
 def test_ground_truth_as_detections_scores_ap_1(path, subset):
     from mrcnn import utils
     from mrcnn.evaluate import coco_metrics, dataset_to_coco, detections_to_coco
@@ -471,8 +516,9 @@ def test_ground_truth_as_detections_scores_ap_1(path, subset):
     results = []
     for image_id in ds.image_ids:
         masks, class_ids = ds.load_mask(image_id)
-        results += detections_to_coco(image_id, utils.extract_bboxes(masks), class_ids,
-                                      np.ones(len(class_ids)), masks)
+        results += detections_to_coco(
+            image_id, utils.extract_bboxes(masks), class_ids, np.ones(len(class_ids)), masks
+        )
     assert len(results) == (50 if subset == "val" else 165)
     for iou_type in ("segm", "bbox"):
         metrics = coco_metrics(ground_truth, results, iou_type)

@@ -3,6 +3,7 @@
 Both tests run their TensorFlow work in subprocesses (this file run as a script): logical devices and
 MultiWorkerMirroredStrategy must be configured before TensorFlow initializes its devices.
 """
+
 import json
 import os
 import socket
@@ -24,11 +25,24 @@ def tiny_config(images_per_gpu, **overrides):
     from samples.shapes.shapes import ShapesFastConfig
 
     attributes = dict(
-        NAME="dist", IMAGES_PER_GPU=images_per_gpu, IMAGE_MIN_DIM=64, IMAGE_MAX_DIM=64, TRAIN_BN=True,
-        USE_RPN_ROIS=False, POST_NMS_ROIS_TRAINING=12, TRAIN_ROIS_PER_IMAGE=12, ROI_POSITIVE_RATIO=1.0,
-        FPN_CLASSIF_FC_LAYERS_SIZE=32, FPN_MASK_CONV_LAYERS_SIZE=16, TOP_DOWN_PYRAMID_SIZE=32,
-        RPN_TRAIN_ANCHORS_PER_IMAGE=32, STEPS_PER_EPOCH=2, VALIDATION_STEPS=1, GRADIENT_CLIP_NORM=0.05,
-        WEIGHT_DECAY=0.001)
+        NAME="dist",
+        IMAGES_PER_GPU=images_per_gpu,
+        IMAGE_MIN_DIM=64,
+        IMAGE_MAX_DIM=64,
+        TRAIN_BN=True,
+        USE_RPN_ROIS=False,
+        POST_NMS_ROIS_TRAINING=12,
+        TRAIN_ROIS_PER_IMAGE=12,
+        ROI_POSITIVE_RATIO=1.0,
+        FPN_CLASSIF_FC_LAYERS_SIZE=32,
+        FPN_MASK_CONV_LAYERS_SIZE=16,
+        TOP_DOWN_PYRAMID_SIZE=32,
+        RPN_TRAIN_ANCHORS_PER_IMAGE=32,
+        STEPS_PER_EPOCH=2,
+        VALIDATION_STEPS=1,
+        GRADIENT_CLIP_NORM=0.05,
+        WEIGHT_DECAY=0.001,
+    )
     attributes.update(overrides)
     return type("DistConfig", (ShapesFastConfig,), attributes)()
 
@@ -89,9 +103,14 @@ def run_two_devices(out):
     mirrored.keras_model.set_weights(initial)
     mirrored_logs, mirrored_delta = one_step(mirrored, batch)
     variables = mirrored.keras_model.trainable_weights
-    synchronized = {model: {layer.synchronized for layer in m.keras_model.layers
-                            if isinstance(layer, keras.layers.BatchNormalization)}
-                    for model, m in (("single", single), ("mirrored", mirrored))}
+    synchronized = {
+        model: {
+            layer.synchronized
+            for layer in m.keras_model.layers
+            if isinstance(layer, keras.layers.BatchNormalization)
+        }
+        for model, m in (("single", single), ("mirrored", mirrored))
+    }
     result = {
         "synchronized": {model: sorted(values) for model, values in synchronized.items()},
         "replicas": strategy.num_replicas_in_sync,
@@ -109,19 +128,32 @@ def run_worker(logs, steps_file):
 
     import mrcnn.model as modellib
 
-    model = modellib.MaskRCNN("training", tiny_config(1, USE_RPN_ROIS=True, ROI_POSITIVE_RATIO=0.33),
-                              str(logs))
-    model.train(shapes(6, 0), shapes(2, 1), learning_rate=0.01, epochs=1, layers="heads", workers=1,
-                verbose=0)
-    Path(steps_file).write_text(json.dumps({
-        "replicas": model.strategy.num_replicas_in_sync,
-        "multi_worker": isinstance(model.strategy, tf.distribute.MultiWorkerMirroredStrategy),
-        "epoch": model.epoch}))
+    model = modellib.MaskRCNN(
+        "training", tiny_config(1, USE_RPN_ROIS=True, ROI_POSITIVE_RATIO=0.33), str(logs)
+    )
+    model.train(
+        shapes(6, 0), shapes(2, 1), learning_rate=0.01, epochs=1, layers="heads", workers=1, verbose=0
+    )
+    Path(steps_file).write_text(
+        json.dumps(
+            {
+                "replicas": model.strategy.num_replicas_in_sync,
+                "multi_worker": isinstance(model.strategy, tf.distribute.MultiWorkerMirroredStrategy),
+                "epoch": model.epoch,
+            }
+        )
+    )
 
 
 def run_script(args, env=None, timeout=900):
-    return subprocess.run([sys.executable, __file__] + [str(a) for a in args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, __file__] + [str(a) for a in args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def test_two_replica_step_equals_single_device_step(tmp_path):
@@ -133,8 +165,14 @@ def test_two_replica_step_equals_single_device_step(tmp_path):
     # TRAIN_BN=True: batch statistics over the global batch need synchronized BatchNorm.
     assert result["synchronized"] == {"single": [False], "mirrored": [True]}
     single, mirrored = result["single_logs"], result["mirrored_logs"]
-    for name in ("loss", "rpn_class_loss", "rpn_bbox_loss", "mrcnn_class_loss", "mrcnn_bbox_loss",
-                 "mrcnn_mask_loss"):
+    for name in (
+        "loss",
+        "rpn_class_loss",
+        "rpn_bbox_loss",
+        "mrcnn_class_loss",
+        "mrcnn_bbox_loss",
+        "mrcnn_mask_loss",
+    ):
         assert np.isclose(single[name], mirrored[name], rtol=1e-4, atol=1e-6), (name, single, mirrored)
     # The images hold different numbers of positive RoIs (2 and 1), so each head loss is a real mean.
     assert single["mrcnn_bbox_loss"] > 0 and single["mrcnn_mask_loss"] > 0
@@ -177,12 +215,29 @@ def test_two_workers_with_tf_config(tmp_path):
     workers = [f"127.0.0.1:{port}" for port in ports]
     processes = []
     for index in range(2):
-        env = dict(os.environ, TF_CONFIG=json.dumps({"cluster": {"worker": workers},
-                                                     "task": {"type": "worker", "index": index}}))
+        env = dict(
+            os.environ,
+            TF_CONFIG=json.dumps(
+                {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
+            ),
+        )
         (tmp_path / f"logs{index}").mkdir()
-        processes.append(subprocess.Popen(
-            [sys.executable, __file__, "worker", tmp_path / f"logs{index}", tmp_path / f"worker{index}.json"],
-            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))
+        processes.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    __file__,
+                    "worker",
+                    tmp_path / f"logs{index}",
+                    tmp_path / f"worker{index}.json",
+                ],
+                cwd=ROOT,
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
     errors = []
     for process in processes:
         try:

@@ -62,8 +62,13 @@ def _leftovers(directory):
 
 def test_success_with_sha256_and_size(server_url, tmp_path, capsys):
     target = tmp_path / "sub" / "w.h5"
-    out = download_file(f"{server_url}/weights.h5", target, sha256=PAYLOAD_SHA.upper(),
-                        expected_size=len(PAYLOAD), allow_http=True)
+    out = download_file(
+        f"{server_url}/weights.h5",
+        target,
+        sha256=PAYLOAD_SHA.upper(),
+        expected_size=len(PAYLOAD),
+        allow_http=True,
+    )
     assert out == str(target)
     assert target.read_bytes() == PAYLOAD
     assert _leftovers(tmp_path / "sub") == []
@@ -117,8 +122,9 @@ def test_404_is_a_clear_error(server_url, tmp_path):
 
 def test_no_content_length_and_redirect(server_url, tmp_path):
     a = download_file(f"{server_url}/nolength.h5", tmp_path / "a.h5", allow_http=True, progress=False)
-    b = download_file(f"{server_url}/redirect", tmp_path / "b.h5", sha256=PAYLOAD_SHA, allow_http=True,
-                      progress=False)
+    b = download_file(
+        f"{server_url}/redirect", tmp_path / "b.h5", sha256=PAYLOAD_SHA, allow_http=True, progress=False
+    )
     assert open(a, "rb").read() == PAYLOAD and open(b, "rb").read() == PAYLOAD
 
 
@@ -129,8 +135,9 @@ def test_bad_sha256_argument(tmp_path):
 
 def test_download_trained_weights_wrapper(server_url, tmp_path, capsys):
     target = tmp_path / "mask_rcnn_coco.h5"
-    utils.download_trained_weights(str(target), url=f"{server_url}/weights.h5", sha256=PAYLOAD_SHA,
-                                   allow_http=True)
+    utils.download_trained_weights(
+        str(target), url=f"{server_url}/weights.h5", sha256=PAYLOAD_SHA, allow_http=True
+    )
     assert target.read_bytes() == PAYLOAD
     out = capsys.readouterr().out
     assert f"Downloading pretrained model to {target}" in out and "done downloading" in out
@@ -142,8 +149,9 @@ def test_download_trained_weights_wrapper(server_url, tmp_path, capsys):
         utils.download_trained_weights(str(tmp_path / "x.h5"), verbose=0, url=f"{server_url}/weights.h5")
 
 
-@pytest.mark.parametrize("url", ["file:///etc/passwd", "ftp://example.com/w.h5", "data:,abc",
-                                 "//example.com/w.h5"])
+@pytest.mark.parametrize(
+    "url", ["file:///etc/passwd", "ftp://example.com/w.h5", "data:,abc", "//example.com/w.h5"]
+)
 def test_only_https_by_default(tmp_path, url):
     with pytest.raises(ValueError, match="unsupported URL scheme"):
         download_file(url, tmp_path / "w.h5")
@@ -159,5 +167,9 @@ def test_redirect_from_https_to_http_is_refused():
     message = r"redirect from 'https://example.com/weights.h5' refused: refusing to download over plain HTTP"
     with pytest.raises(DownloadError, match=message):
         _redirect_handler(False).redirect_request(request, None, 302, "Found", {}, "http://example.com/w.h5")
-    assert _redirect_handler(True).redirect_request(request, None, 302, "Found", {},
-                                                    "http://example.com/w.h5").full_url == "http://example.com/w.h5"
+    assert (
+        _redirect_handler(True)
+        .redirect_request(request, None, 302, "Found", {}, "http://example.com/w.h5")
+        .full_url
+        == "http://example.com/w.h5"
+    )

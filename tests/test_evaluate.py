@@ -1,4 +1,5 @@
 """COCO-style evaluation: cocoapi's fake results, ground truth round trips, evaluate_coco, the callback."""
+
 import json
 import re
 
@@ -22,8 +23,9 @@ from mrcnn.evaluate import (
 from tests.shared_paths import DATA_DIR
 
 COCOAPI_RESULTS = DATA_DIR / "cocoapi_results" / "results"
-VAL2014_100 = (DATA_DIR / "faster_coco_eval_tests" / "tests" / "dataset" / "cocoapi"
-               / "instances_val2014_100.json")
+VAL2014_100 = (
+    DATA_DIR / "faster_coco_eval_tests" / "tests" / "dataset" / "cocoapi" / "instances_val2014_100.json"
+)
 
 
 def expected_summaries():
@@ -41,8 +43,9 @@ def test_cocoapi_fake_results_reproduce_expected_summary(iou_type):
     expected = expected_summaries()[iou_type]
     assert len(expected) == 12 and expected[0] == {"segm": 0.320, "bbox": 0.505}[iou_type]
     gt = COCO(str(VAL2014_100))
-    metrics = coco_metrics(gt, str(COCOAPI_RESULTS / f"instances_val2014_fake{iou_type}100_results.json"),
-                           iou_type)
+    metrics = coco_metrics(
+        gt, str(COCOAPI_RESULTS / f"instances_val2014_fake{iou_type}100_results.json"), iou_type
+    )
     assert [round(metrics[name], 3) for name in COCO_STAT_NAMES] == expected
     assert len(metrics["per_class_ap"]) == 80
     defined = [ap for ap in metrics["per_class_ap"].values() if ap >= 0]
@@ -84,8 +87,9 @@ def gt_as_detections(dataset, drop=()):
         masks, class_ids = dataset.load_mask(image_id)
         keep = [i for i in range(len(class_ids)) if class_ids[i] > 0 and (image_id, i) not in drop]
         masks, class_ids = masks[..., keep], class_ids[keep]
-        results += detections_to_coco(image_id, utils.extract_bboxes(masks), class_ids,
-                                      np.linspace(0.9, 0.8, len(keep)), masks)
+        results += detections_to_coco(
+            image_id, utils.extract_bboxes(masks), class_ids, np.linspace(0.9, 0.8, len(keep)), masks
+        )
     return results
 
 

@@ -1,5 +1,6 @@
 """SavedModel export: TF pre/post-processing against the numpy reference, and a reloaded model (in a
 process that never imports mrcnn) against ``MaskRCNN.detect``."""
+
 import copy
 import os
 import subprocess
@@ -56,7 +57,9 @@ def _image(rng, height, width):
     image = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
     for _ in range(3):
         y, x = rng.integers(0, height - 8), rng.integers(0, width - 8)
-        image[y:y + rng.integers(4, height // 2), x:x + rng.integers(4, width // 2)] = rng.integers(0, 256, 3)
+        image[y : y + rng.integers(4, height // 2), x : x + rng.integers(4, width // 2)] = rng.integers(
+            0, 256, 3
+        )
     return image
 
 
@@ -70,8 +73,9 @@ def _with_config(model, config):
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
     keras.utils.set_random_seed(3)
-    return modellib.MaskRCNN(mode="inference", config=ExportConfig(),
-                             model_dir=str(tmp_path_factory.mktemp("logs")))
+    return modellib.MaskRCNN(
+        mode="inference", config=ExportConfig(), model_dir=str(tmp_path_factory.mktemp("logs"))
+    )
 
 
 @pytest.fixture(scope="module")
@@ -88,12 +92,25 @@ def exported(model, tmp_path_factory):
 #  Pre-processing against utils.resize_image / mold_image / compose_image_meta
 ############################################################
 
-@pytest.mark.parametrize("shape, out", [((64, 192), (43, 128)), ((90, 60), (96, 64)), ((77, 33), (128, 55)),
-                                        ((300, 211), (128, 90)), ((5, 7), (16, 3))])
+
+@pytest.mark.parametrize(
+    "shape, out",
+    [
+        ((64, 192), (43, 128)),
+        ((90, 60), (96, 64)),
+        ((77, 33), (128, 55)),
+        ((300, 211), (128, 90)),
+        ((5, 7), (16, 3)),
+    ],
+)
 def test_resize_matches_skimage_bit_for_bit(shape, out):
     rng = np.random.default_rng(sum(shape + out))
-    images = np.stack([rng.integers(0, 256, shape + (3,), dtype=np.uint8),
-                       (rng.integers(0, 4, shape + (3,)) * 60 + 10).astype(np.uint8)])
+    images = np.stack(
+        [
+            rng.integers(0, 256, shape + (3,), dtype=np.uint8),
+            (rng.integers(0, 4, shape + (3,)) * 60 + 10).astype(np.uint8),
+        ]
+    )
     got = _resize_like_skimage(tf.constant(images), out[0], out[1]).numpy()
     for image, resized in zip(images, got):
         # utils.resize_image's resize and cast back to the input dtype.
@@ -107,8 +124,12 @@ def test_mold_images_graph_matches_mold_inputs(config_class, height, width):
     config = config_class()
     image = _image(np.random.default_rng(height * width), height, width)
     molded, window, scale, _, _ = utils.resize_image(
-        image, min_dim=config.IMAGE_MIN_DIM, min_scale=config.IMAGE_MIN_SCALE, max_dim=config.IMAGE_MAX_DIM,
-        mode=config.IMAGE_RESIZE_MODE)
+        image,
+        min_dim=config.IMAGE_MIN_DIM,
+        min_scale=config.IMAGE_MIN_SCALE,
+        max_dim=config.IMAGE_MAX_DIM,
+        mode=config.IMAGE_RESIZE_MODE,
+    )
     meta = compose_image_meta(0, image.shape, molded.shape, window, scale, np.zeros([config.NUM_CLASSES]))
     got_molded, got_metas, got_window = mold_images_graph(tf.constant(np.stack([image, image])), config)
     np.testing.assert_array_equal(got_molded.numpy()[1], mold_image(molded, config))
@@ -119,9 +140,16 @@ def test_mold_images_graph_matches_mold_inputs(config_class, height, width):
 @pytest.mark.parametrize("shape", [(128, 128), (64, 192), (256, 64), (90, 60)])
 def test_anchors_graph_matches_get_anchors(shape):
     config = Pad64Config()
-    expected = utils.norm_boxes(utils.generate_pyramid_anchors(
-        config.RPN_ANCHOR_SCALES, config.RPN_ANCHOR_RATIOS, utils.compute_backbone_shapes(config, shape),
-        config.BACKBONE_STRIDES, config.RPN_ANCHOR_STRIDE), shape)
+    expected = utils.norm_boxes(
+        utils.generate_pyramid_anchors(
+            config.RPN_ANCHOR_SCALES,
+            config.RPN_ANCHOR_RATIOS,
+            utils.compute_backbone_shapes(config, shape),
+            config.BACKBONE_STRIDES,
+            config.RPN_ANCHOR_STRIDE,
+        ),
+        shape,
+    )
     np.testing.assert_array_equal(anchors_graph(shape[0], shape[1], config).numpy(), expected)
 
 
@@ -130,8 +158,12 @@ def test_paste_masks_graph_matches_paste_masks():
     height, width = 40, 52
     masks = rng.random((2, 5, 28, 28)).astype(np.float32)
     # Inside, across every border, one pixel, empty (y2 == y1) and the zero padding row.
-    boxes = np.array([[[3, 4, 30, 20], [-5, 40, 12, 70], [35, -3, 50, 10], [10, 10, 11, 11], [0, 0, 0, 0]],
-                      [[0, 0, 40, 52], [20, 5, 20, 30], [1, 2, 39, 50], [-10, -10, 60, 70], [5, 6, 9, 30]]])
+    boxes = np.array(
+        [
+            [[3, 4, 30, 20], [-5, 40, 12, 70], [35, -3, 50, 10], [10, 10, 11, 11], [0, 0, 0, 0]],
+            [[0, 0, 40, 52], [20, 5, 20, 30], [1, 2, 39, 50], [-10, -10, 60, 70], [5, 6, 9, 30]],
+        ]
+    )
     got = paste_masks_graph(tf.constant(masks), tf.constant(boxes, tf.float32), height, width).numpy()
     assert got.dtype == np.uint8 and got.shape == (2, 5, height, width)
     for b in range(2):
@@ -144,6 +176,7 @@ def test_paste_masks_graph_matches_paste_masks():
 ############################################################
 #  End to end
 ############################################################
+
 
 def _match(boxes, class_ids, result):
     """Index of the detect() row matching each output row: same class, box within 1 px. Order-free, so
@@ -220,8 +253,14 @@ def test_reloaded_without_mrcnn_matches_detect(model, exported, tmp_path, direct
     script = tmp_path / "reload.py"
     script.write_text(_RELOAD_SCRIPT)
     env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
-    proc = subprocess.run([sys.executable, str(script), exported, str(inputs), str(outputs)],
-                          capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, str(script), exported, str(inputs), str(outputs)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "MRCNN_IMPORTED False" in proc.stdout
     data = np.load(outputs)
@@ -229,7 +268,7 @@ def test_reloaded_without_mrcnn_matches_detect(model, exported, tmp_path, direct
 
     def signature_outputs(name, key):
         prefix = f"{name}/{key}/"
-        return {k[len(prefix):]: data[k] for k in data.files if k.startswith(prefix)}
+        return {k[len(prefix) :]: data[k] for k in data.files if k.startswith(prefix)}
 
     results = model.detect([tall, wide[0], wide[1]])
     default_tall = signature_outputs("serving_default", "tall")
@@ -251,8 +290,9 @@ def test_reloaded_without_mrcnn_matches_detect(model, exported, tmp_path, direct
         assert (pasted == result["masks"][..., order]).mean() >= 0.99
 
 
-@pytest.mark.parametrize("config_class, shapes", [(Pad64Config, [(90, 60), (50, 130)]),
-                                                  (NoResizeConfig, [(64, 128), (192, 64)])])
+@pytest.mark.parametrize(
+    "config_class, shapes", [(Pad64Config, [(90, 60), (50, 130)]), (NoResizeConfig, [(64, 128), (192, 64)])]
+)
 def test_variable_size_modes_match_detect(model, config_class, shapes):
     view = _with_config(model, config_class())
     module = ServingModule(view)
@@ -266,6 +306,7 @@ def test_variable_size_modes_match_detect(model, config_class, shapes):
 ############################################################
 #  Errors
 ############################################################
+
 
 def test_training_model_is_refused(tmp_path):
     training = modellib.MaskRCNN(mode="training", config=ExportConfig(), model_dir=str(tmp_path))
@@ -312,8 +353,10 @@ def test_unsupported_settings_are_refused(model, tmp_path):
 
 def test_weights_are_stored_once(model, exported):
     weight_bytes = sum(np.asarray(v).nbytes for v in model.keras_model.weights)
-    stored = sum(os.path.getsize(os.path.join(exported, "variables", name))
-                 for name in os.listdir(os.path.join(exported, "variables")))
+    stored = sum(
+        os.path.getsize(os.path.join(exported, "variables", name))
+        for name in os.listdir(os.path.join(exported, "variables"))
+    )
     assert weight_bytes <= stored < 1.2 * weight_bytes
 
 

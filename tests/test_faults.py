@@ -2,6 +2,7 @@
 
 (A training process killed with SIGKILL is tests/test_resume_after_kill.py.)
 """
+
 import contextlib
 import errno
 import logging
@@ -55,6 +56,7 @@ def shapes(count, seed, broken=()):
 @contextlib.contextmanager
 def deadline(seconds):
     """Fail with TimeoutError instead of hanging when the block runs longer than ``seconds``."""
+
     def expire(signum, frame):
         raise TimeoutError(f"still running after {seconds} s: the input pipeline hangs")
 
@@ -77,21 +79,33 @@ def training_model(tmp_path_factory):
 #  Input pipeline workers
 ############################################################
 
+
 def test_sequence_worker_failures_surface_through_keras_without_hanging(caplog):
     """Failing images in PyDataset worker threads are logged by id; all failing ends the epoch loop."""
     config = FaultConfig()
-    specs = {"input_image": ((64, 64, 3), "float32"), "input_image_meta": ((16,), "float32"),
-             "input_rpn_match": ((None, 1), "int32"), "input_rpn_bbox": ((None, 4), "float32"),
-             "input_gt_class_ids": ((None,), "int32"), "input_gt_boxes": ((None, 4), "int32"),
-             "input_gt_masks": ((56, 56, None), "bool")}
+    specs = {
+        "input_image": ((64, 64, 3), "float32"),
+        "input_image_meta": ((16,), "float32"),
+        "input_rpn_match": ((None, 1), "int32"),
+        "input_rpn_bbox": ((None, 4), "float32"),
+        "input_gt_class_ids": ((None,), "int32"),
+        "input_gt_boxes": ((None, 4), "int32"),
+        "input_gt_masks": ((56, 56, None), "bool"),
+    }
     inputs = [keras.Input(shape=shape, dtype=dtype, name=name) for name, (shape, dtype) in specs.items()]
     model = keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(inputs[0]))
-    expected = np.concatenate([
-        batch[0][0].mean(axis=(1, 2)) for batch in data.MaskRCNNSequence(
-            shapes(8, 0, broken=(2, 5)), config, shuffle=False, seed=0, steps=4)])
+    expected = np.concatenate(
+        [
+            batch[0][0].mean(axis=(1, 2))
+            for batch in data.MaskRCNNSequence(
+                shapes(8, 0, broken=(2, 5)), config, shuffle=False, seed=0, steps=4
+            )
+        ]
+    )
     with deadline(60), caplog.at_level(logging.WARNING, logger="mrcnn.data"):
-        keras_batches = data.MaskRCNNSequence(shapes(8, 0, broken=(2, 5)), config, shuffle=False, seed=0,
-                                              steps=4, workers=2)
+        keras_batches = data.MaskRCNNSequence(
+            shapes(8, 0, broken=(2, 5)), config, shuffle=False, seed=0, steps=4, workers=2
+        )
         predicted = model.predict(keras_batches, verbose=0)
     assert predicted.shape == (8, 3)
     np.testing.assert_allclose(predicted, expected, rtol=1e-4, atol=1e-4)
@@ -99,22 +113,42 @@ def test_sequence_worker_failures_surface_through_keras_without_hanging(caplog):
     assert "Error loading image 5 (OSError: corrupt annotation file for image 5)" in caplog.text
 
     all_broken = data.MaskRCNNSequence(shapes(8, 0, broken=range(8)), config, seed=0, steps=4, workers=2)
-    with deadline(60), pytest.raises(RuntimeError, match=r"5 consecutive images failed to load \(image ids "
-                                                         r"\[\d, \d, \d, \d, \d\]\); last error: OSError: "
-                                                         r"corrupt annotation file for image \d"):
+    with (
+        deadline(60),
+        pytest.raises(
+            RuntimeError,
+            match=r"5 consecutive images failed to load \(image ids "
+            r"\[\d, \d, \d, \d, \d\]\); last error: OSError: "
+            r"corrupt annotation file for image \d",
+        ),
+    ):
         model.predict(all_broken, verbose=0)
 
 
 def test_train_stops_with_a_clear_error_when_images_keep_failing(training_model):
-    with deadline(120), pytest.raises(RuntimeError, match=r"5 consecutive images failed to load \(image ids "
-                                                          r"\[(\d, ){4}\d\]\); last error: OSError: corrupt"):
-        training_model.train(shapes(8, 0, broken=range(8)), shapes(4, 1), learning_rate=0.01, epochs=1,
-                             layers="heads", workers=2, verbose=0)
+    with (
+        deadline(120),
+        pytest.raises(
+            RuntimeError,
+            match=r"5 consecutive images failed to load \(image ids "
+            r"\[(\d, ){4}\d\]\); last error: OSError: corrupt",
+        ),
+    ):
+        training_model.train(
+            shapes(8, 0, broken=range(8)),
+            shapes(4, 1),
+            learning_rate=0.01,
+            epochs=1,
+            layers="heads",
+            workers=2,
+            verbose=0,
+        )
 
 
 ############################################################
 #  Full disk while checkpointing
 ############################################################
+
 
 def _disk_full(*args, **kwargs):
     raise OSError(errno.ENOSPC, "No space left on device")
@@ -127,11 +161,16 @@ def test_full_disk_keeps_previous_weights_file_and_leaves_no_temp_file(tmp_path,
     save_weights_hdf5(model, path)
     previous = path.read_bytes()
     model.get_layer("dense").set_weights([np.ones((3, 2)), np.ones(2)])
-    target = {"h5py_write": (h5py.Group, "create_dataset"), "fsync": (os, "fsync"),
-              "os_replace": (os, "replace")}[where]
+    target = {
+        "h5py_write": (h5py.Group, "create_dataset"),
+        "fsync": (os, "fsync"),
+        "os_replace": (os, "replace"),
+    }[where]
     monkeypatch.setattr(*target, _disk_full)
-    message = (r"Could not write weights to .*mask_rcnn_faults_0001\.h5: No space left on device .* the "
-               r"previous file at that path \(if any\) is unchanged")
+    message = (
+        r"Could not write weights to .*mask_rcnn_faults_0001\.h5: No space left on device .* the "
+        r"previous file at that path \(if any\) is unchanged"
+    )
     with pytest.raises(OSError, match=message) as info:
         save_weights_hdf5(model, path)
     monkeypatch.undo()
@@ -163,17 +202,28 @@ def test_train_with_a_failing_image_then_full_disk_at_checkpoint(training_model,
 
     monkeypatch.setattr(os, "replace", replace)
     message = r"Could not write weights to .*mask_rcnn_faults_0002\.h5: No space"
-    with deadline(300), caplog.at_level(logging.WARNING, logger="mrcnn.data"), \
-            pytest.raises(OSError, match=message) as info:
+    with (
+        deadline(300),
+        caplog.at_level(logging.WARNING, logger="mrcnn.data"),
+        pytest.raises(OSError, match=message) as info,
+    ):
         # 2 steps x 2 images visit every position of the 4-image epoch order, so image 3 is loaded.
-        model.train(shapes(4, 0, broken=(3,)), shapes(4, 1), learning_rate=0.01, epochs=2, layers="heads",
-                    workers=2, verbose=0)
+        model.train(
+            shapes(4, 0, broken=(3,)),
+            shapes(4, 1),
+            learning_rate=0.01,
+            epochs=2,
+            layers="heads",
+            workers=2,
+            verbose=0,
+        )
     monkeypatch.undo()
     assert info.value.errno == errno.ENOSPC
     assert "Error loading image 3 (OSError: corrupt annotation file for image 3); skipping it." in caplog.text
     assert open(first, "rb").read() == previous
-    assert sorted(f for f in os.listdir(model.log_dir) if not os.path.isdir(os.path.join(model.log_dir, f))) \
-        == ["mask_rcnn_faults_0001.h5"]
+    assert sorted(
+        f for f in os.listdir(model.log_dir) if not os.path.isdir(os.path.join(model.log_dir, f))
+    ) == ["mask_rcnn_faults_0001.h5"]
     assert model.find_last() == first
 
 

@@ -9,6 +9,7 @@ targets that are consistent with the anchors and the boxes.
 The seed is printed (``pytest -s``) and is part of every assertion message; set MRCNN_FUZZ_SEED to replay
 or vary the run.
 """
+
 import os
 
 import numpy as np
@@ -89,17 +90,29 @@ class FuzzDataset(utils.Dataset):
         for image_id in range(count):
             height, width = _random_size(rng)
             count_instances = 0 if rng.random() < 0.1 else int(rng.integers(1, max_instances + 5))
-            masks, kinds = zip(*[_random_instance(rng, height, width) for _ in range(count_instances)]) \
-                if count_instances else ((), ())
+            masks, kinds = (
+                zip(*[_random_instance(rng, height, width) for _ in range(count_instances)])
+                if count_instances
+                else ((), ())
+            )
             class_ids = rng.integers(1, 4, count_instances)
             class_ids[rng.random(count_instances) < 0.05] *= -1  # crowds
             aspect = max(height, width) / min(height, width)
             moderate = aspect <= 3 and max(height, width) <= 160
             modes = ["square"] * 7 + (["crop"] * 2 + ["pad64"] if moderate else [])
-            self.add_image("fuzz", image_id, None, height=height, width=width,
-                           pixels_seed=int(rng.integers(2**31)), kinds=kinds, mode=str(rng.choice(modes)),
-                           masks=np.stack(masks, -1) if masks else np.zeros((height, width, 0), bool),
-                           class_ids=class_ids.astype(np.int32), mini=bool(rng.random() < 0.5))
+            self.add_image(
+                "fuzz",
+                image_id,
+                None,
+                height=height,
+                width=width,
+                pixels_seed=int(rng.integers(2**31)),
+                kinds=kinds,
+                mode=str(rng.choice(modes)),
+                masks=np.stack(masks, -1) if masks else np.zeros((height, width, 0), bool),
+                class_ids=class_ids.astype(np.int32),
+                mini=bool(rng.random() < 0.5),
+            )
         self.prepare()
 
     def load_image(self, image_id):
@@ -125,11 +138,14 @@ def _is_subsequence(part, whole):
 def check_image(dataset, image_id, anchors_cache):
     info = dataset.image_info[image_id]
     config = CONFIGS[info["mode"]]
-    where = (f"fuzz seed {SEED}, image {image_id} ({info['height']}x{info['width']}, mode {info['mode']}, "
-             f"mini {info['mini']}, instances {list(info['kinds'])}, ids {info['class_ids'].tolist()})")
+    where = (
+        f"fuzz seed {SEED}, image {image_id} ({info['height']}x{info['width']}, mode {info['mode']}, "
+        f"mini {info['mini']}, instances {list(info['kinds'])}, ids {info['class_ids'].tolist()})"
+    )
 
-    image, meta, class_ids, boxes, masks = data.load_image_gt(dataset, config, image_id,
-                                                              use_mini_mask=info["mini"])
+    image, meta, class_ids, boxes, masks = data.load_image_gt(
+        dataset, config, image_id, use_mini_mask=info["mini"]
+    )
     height, width = image.shape[:2]
     assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3, where
     if info["mode"] == "pad64":
@@ -165,19 +181,24 @@ def check_image(dataset, image_id, anchors_cache):
     shape = tuple(image.shape[:2])
     if shape not in anchors_cache:
         anchors_cache[shape] = utils.generate_pyramid_anchors(
-            config.RPN_ANCHOR_SCALES, config.RPN_ANCHOR_RATIOS, utils.compute_backbone_shapes(config, shape),
-            config.BACKBONE_STRIDES, config.RPN_ANCHOR_STRIDE)
+            config.RPN_ANCHOR_SCALES,
+            config.RPN_ANCHOR_RATIOS,
+            utils.compute_backbone_shapes(config, shape),
+            config.BACKBONE_STRIDES,
+            config.RPN_ANCHOR_STRIDE,
+        )
     anchors = anchors_cache[shape]
     assert anchors.shape == (_anchor_count(shape, config), 4), where
-    rpn_match, rpn_bbox = data.build_rpn_targets(image.shape, anchors, class_ids, boxes, config,
-                                                 rng=np.random.default_rng([SEED, image_id]))
+    rpn_match, rpn_bbox = data.build_rpn_targets(
+        image.shape, anchors, class_ids, boxes, config, rng=np.random.default_rng([SEED, image_id])
+    )
     train = config.RPN_TRAIN_ANCHORS_PER_IMAGE
     assert rpn_match.shape == (anchors.shape[0],) and rpn_match.dtype == np.int32, where
     assert set(np.unique(rpn_match).tolist()) <= {-1, 0, 1}, where
     positive = np.flatnonzero(rpn_match == 1)
     assert positive.size <= train // 2 and np.count_nonzero(rpn_match) <= train, where
     assert rpn_bbox.shape == (train, 4) and np.all(np.isfinite(rpn_bbox)), where
-    assert not rpn_bbox[positive.size:].any(), where
+    assert not rpn_bbox[positive.size :].any(), where
     objects = boxes[class_ids > 0]
     if objects.shape[0] == 0:
         assert positive.size == 0, where
@@ -186,7 +207,7 @@ def check_image(dataset, image_id, anchors_cache):
     assert np.all(overlaps[positive].max(axis=1) > 0), where
     assert np.all(overlaps[rpn_match == -1].max(axis=1) < 0.3), where
     # Each positive's deltas lead from its anchor to one of the object boxes.
-    refined = utils.apply_box_deltas(anchors[positive], rpn_bbox[:positive.size] * config.RPN_BBOX_STD_DEV)
+    refined = utils.apply_box_deltas(anchors[positive], rpn_bbox[: positive.size] * config.RPN_BBOX_STD_DEV)
     distance = np.abs(refined[:, None, :] - objects[None, :, :].astype(np.float32)).max(axis=2)
     assert np.all(distance.min(axis=1) < 1e-2 * max(shape)), (where, distance.min(axis=1))
     return count

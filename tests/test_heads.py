@@ -1,4 +1,5 @@
 """Classifier and mask heads: shapes, Matterport layer names and weight shapes, per-RoI convolutions."""
+
 import json
 import os
 
@@ -16,15 +17,18 @@ LAYOUT = str(LAYOUT_JSON)
 def head_inputs(num_rois, num_classes, depth, image_side=64):
     rois = keras.Input((num_rois, 4), name="rois")
     meta = keras.Input((12 + num_classes,), name="meta")
-    maps = [keras.Input((image_side // s, image_side // s, depth), name=f"p{i}")
-            for i, s in zip(range(2, 6), (4, 8, 16, 32))]
+    maps = [
+        keras.Input((image_side // s, image_side // s, depth), name=f"p{i}")
+        for i, s in zip(range(2, 6), (4, 8, 16, 32))
+    ]
     return rois, meta, maps
 
 
 def build_heads(num_rois, num_classes, depth, fc, train_bn=False):
     rois, meta, maps = head_inputs(num_rois, num_classes, depth)
-    logits, probs, bbox = fpn_classifier_graph(rois, maps, meta, 7, num_classes, train_bn=train_bn,
-                                               fc_layers_size=fc)
+    logits, probs, bbox = fpn_classifier_graph(
+        rois, maps, meta, 7, num_classes, train_bn=train_bn, fc_layers_size=fc
+    )
     masks = build_fpn_mask_graph(rois, maps, meta, 14, num_classes, train_bn=train_bn)
     return keras.Model([rois, meta] + maps, [logits, probs, bbox, masks])
 
@@ -85,8 +89,10 @@ def test_layer_names_and_weight_shapes_match_matterport_coco():
 def test_per_roi_convolutions_equal_plain_layers_on_each_roi():
     rng = np.random.default_rng(2)
     x = rng.normal(size=(2, 3, 5, 5, 4)).astype(np.float32)
-    for roi_layer, plain_class in [(RoiConv2D(6, (3, 3), padding="valid"), keras.layers.Conv2D),
-                                   (RoiConv2DTranspose(6, (2, 2), strides=2), keras.layers.Conv2DTranspose)]:
+    for roi_layer, plain_class in [
+        (RoiConv2D(6, (3, 3), padding="valid"), keras.layers.Conv2D),
+        (RoiConv2DTranspose(6, (2, 2), strides=2), keras.layers.Conv2DTranspose),
+    ]:
         out = np.asarray(roi_layer(x))
         plain = plain_class.from_config(roi_layer.get_config())
         plain.build((None, 5, 5, 4))
@@ -98,8 +104,10 @@ def test_per_roi_convolutions_equal_plain_layers_on_each_roi():
 
 
 def test_roi_layers_get_config_round_trip():
-    for layer in (RoiConv2D(8, (3, 3), padding="same", name="mrcnn_mask_conv1"),
-                  RoiConv2DTranspose(8, (2, 2), strides=2, activation="relu", name="mrcnn_mask_deconv")):
+    for layer in (
+        RoiConv2D(8, (3, 3), padding="same", name="mrcnn_mask_conv1"),
+        RoiConv2DTranspose(8, (2, 2), strides=2, activation="relu", name="mrcnn_mask_deconv"),
+    ):
         clone = layer.__class__.from_config(layer.get_config())
         assert type(clone) is type(layer) and clone.name == layer.name
         assert clone.get_config() == layer.get_config()

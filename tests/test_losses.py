@@ -1,4 +1,5 @@
 """Hand-computed values, empty cases and gradients of the five training losses."""
+
 import math
 
 import numpy as np
@@ -76,9 +77,9 @@ def rpn_bbox_case():
     target[1, 0] = [-1.0, 0.0, 0.0, 0.0]
     target[1, 1] = [9.0, 9.0, 9.0, 9.0]  # beyond image 1's single positive: unused
     pred = np.full([2, 4, 4], 50.0, np.float32)  # neutral/negative anchors: huge error if used
-    pred[0, 1] = [0.1, 0.2, 0.3, 0.4]           # exact -> 0
-    pred[0, 3] = [1.5, 1.0, 4.0, 1.0]           # diffs 0.5, 0, 3, 0 -> 0.125 + 2.5
-    pred[1, 0] = [0.0, 0.0, 0.0, 0.0]           # diff 1 -> 0.5
+    pred[0, 1] = [0.1, 0.2, 0.3, 0.4]  # exact -> 0
+    pred[0, 3] = [1.5, 1.0, 4.0, 1.0]  # diffs 0.5, 0, 3, 0 -> 0.125 + 2.5
+    pred[1, 0] = [0.0, 0.0, 0.0, 0.0]  # diff 1 -> 0.5
     expected = (0.125 + 2.5 + 0.5) / 12
     return rpn_match, target, pred, expected
 
@@ -92,8 +93,12 @@ def test_rpn_bbox_loss_unknown_batch_size():
     rpn_match, target, pred, expected = rpn_bbox_case()
     fn = tf.function(
         lambda t, m, p: rpn_bbox_loss_graph(None, t, m, p),
-        input_signature=[tf.TensorSpec([None, None, 4]), tf.TensorSpec([None, None, 1], tf.int32),
-                         tf.TensorSpec([None, None, 4])])
+        input_signature=[
+            tf.TensorSpec([None, None, 4]),
+            tf.TensorSpec([None, None, 1], tf.int32),
+            tf.TensorSpec([None, None, 4]),
+        ],
+    )
     assert_scalar(fn(target, rpn_match, pred), expected)
 
 
@@ -115,10 +120,13 @@ def test_rpn_bbox_loss_no_positive_is_zero_with_finite_grad():
 def class_case():
     # Image 0 activates classes {0, 1}, image 1 activates {0, 2}.
     active = np.array([[1, 1, 0], [1, 0, 1]], np.float32)
-    logits = np.array([
-        [[0.0, 2.0, 1.0], [0.0, 1.0, 3.0]],   # predicted 1 (active), 2 (inactive in image 0)
-        [[0.5, 0.0, 1.5], [2.0, 1.0, 0.0]],   # predicted 2 (active in image 1 only), 0 (active)
-    ], np.float32)
+    logits = np.array(
+        [
+            [[0.0, 2.0, 1.0], [0.0, 1.0, 3.0]],  # predicted 1 (active), 2 (inactive in image 0)
+            [[0.5, 0.0, 1.5], [2.0, 1.0, 0.0]],  # predicted 2 (active in image 1 only), 0 (active)
+        ],
+        np.float32,
+    )
     targets = np.array([[1, 2], [2, 0]], np.int32)
     return targets, logits, active
 
@@ -135,8 +143,7 @@ def test_mrcnn_class_loss_uses_each_images_active_classes():
 def test_mrcnn_class_loss_nothing_active_is_zero_with_finite_grad():
     targets, logits, active = class_case()
     variable = tf.Variable(logits)
-    loss, grad = value_and_grad(
-        lambda v: mrcnn_class_loss_graph(targets, v, np.zeros_like(active)), variable)
+    loss, grad = value_and_grad(lambda v: mrcnn_class_loss_graph(targets, v, np.zeros_like(active)), variable)
     assert_scalar(loss, 0.0)
     assert np.all(np.isfinite(grad.numpy()))
 
@@ -145,7 +152,7 @@ def bbox_case():
     class_ids = np.array([[2, 0, 1]], np.int32)
     target = np.array([[[1.0, 0.0, 0.0, 0.0], [7.0, 7.0, 7.0, 7.0], [0.0, 0.0, 0.0, 0.5]]], np.float32)
     pred = np.full([1, 3, 3, 4], 20.0, np.float32)  # wrong classes: huge error if used
-    pred[0, 0, 2] = [0.0, 0.0, 0.0, 0.0]   # diffs 1, 0, 0, 0 -> 0.5
+    pred[0, 0, 2] = [0.0, 0.0, 0.0, 0.0]  # diffs 1, 0, 0, 0 -> 0.5
     pred[0, 2, 1] = [0.0, 0.0, 0.0, -2.5]  # diff 3 on the last -> 2.5
     return target, class_ids, pred, (0.5 + 2.5) / 8
 
@@ -158,8 +165,9 @@ def test_mrcnn_bbox_loss_true_class_positives_only():
 def test_mrcnn_bbox_loss_with_float_class_ids_and_grad():
     target, class_ids, pred, expected = bbox_case()
     variable = tf.Variable(pred)
-    loss, grad = value_and_grad(lambda v: mrcnn_bbox_loss_graph(target, class_ids.astype(np.float32), v),
-                                variable)
+    loss, grad = value_and_grad(
+        lambda v: mrcnn_bbox_loss_graph(target, class_ids.astype(np.float32), v), variable
+    )
     assert_scalar(loss, expected)
     grad = tf.convert_to_tensor(grad).numpy()
     assert np.all(np.isfinite(grad))
@@ -190,10 +198,13 @@ def test_mrcnn_mask_loss_saturated_prediction_is_finite():
     assert np.isfinite(loss) and loss > 3.0
 
 
-@pytest.mark.parametrize("fn, shape", [
-    (lambda v, ids: mrcnn_bbox_loss_graph(tf.ones([1, 3, 4]), ids, v), [1, 3, 3, 4]),
-    (lambda v, ids: mrcnn_mask_loss_graph(tf.ones([1, 3, 2, 2]), ids, v), [1, 3, 2, 2, 3]),
-])
+@pytest.mark.parametrize(
+    "fn, shape",
+    [
+        (lambda v, ids: mrcnn_bbox_loss_graph(tf.ones([1, 3, 4]), ids, v), [1, 3, 3, 4]),
+        (lambda v, ids: mrcnn_mask_loss_graph(tf.ones([1, 3, 2, 2]), ids, v), [1, 3, 2, 2, 3]),
+    ],
+)
 def test_head_losses_without_positives_are_zero_with_finite_grad(fn, shape):
     variable = tf.Variable(tf.fill(shape, 0.5))
     loss, grad = value_and_grad(fn, variable, tf.zeros([1, 3], tf.int32))

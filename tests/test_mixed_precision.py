@@ -1,4 +1,5 @@
 """Config.MIXED_PRECISION: half-precision convolutions with float32 variables, boxes, NMS and losses."""
+
 import math
 
 import keras
@@ -12,10 +13,22 @@ from samples.shapes.shapes import ShapesDataset, ShapesFastConfig
 
 def tiny_config(policy, **overrides):
     attributes = dict(
-        NAME="mixed", MIXED_PRECISION=policy, IMAGES_PER_GPU=2, IMAGE_MIN_DIM=64, IMAGE_MAX_DIM=64,
-        STEPS_PER_EPOCH=1, VALIDATION_STEPS=1, TRAIN_ROIS_PER_IMAGE=8, POST_NMS_ROIS_TRAINING=32,
-        POST_NMS_ROIS_INFERENCE=16, FPN_CLASSIF_FC_LAYERS_SIZE=32, FPN_MASK_CONV_LAYERS_SIZE=16,
-        TOP_DOWN_PYRAMID_SIZE=32, RPN_TRAIN_ANCHORS_PER_IMAGE=32, DETECTION_MIN_CONFIDENCE=0.0)
+        NAME="mixed",
+        MIXED_PRECISION=policy,
+        IMAGES_PER_GPU=2,
+        IMAGE_MIN_DIM=64,
+        IMAGE_MAX_DIM=64,
+        STEPS_PER_EPOCH=1,
+        VALIDATION_STEPS=1,
+        TRAIN_ROIS_PER_IMAGE=8,
+        POST_NMS_ROIS_TRAINING=32,
+        POST_NMS_ROIS_INFERENCE=16,
+        FPN_CLASSIF_FC_LAYERS_SIZE=32,
+        FPN_MASK_CONV_LAYERS_SIZE=16,
+        TOP_DOWN_PYRAMID_SIZE=32,
+        RPN_TRAIN_ANCHORS_PER_IMAGE=32,
+        DETECTION_MIN_CONFIDENCE=0.0,
+    )
     attributes.update(overrides)
     return type("MixedConfig", (ShapesFastConfig,), attributes)()
 
@@ -29,9 +42,21 @@ def shapes(count, seed):
 
 def float32_layers(model):
     """Names of the layers that must compute in float32 under a mixed policy."""
-    return ["anchors", "norm_gt_boxes", "ROI", "proposal_targets", "positive_rois", "rpn_class_logits",
-            "rpn_class", "rpn_bbox", "mrcnn_class_logits", "mrcnn_class", "mrcnn_bbox_fc", "mrcnn_bbox",
-            "mrcnn_mask"] + list(LOSS_NAMES)
+    return [
+        "anchors",
+        "norm_gt_boxes",
+        "ROI",
+        "proposal_targets",
+        "positive_rois",
+        "rpn_class_logits",
+        "rpn_class",
+        "rpn_bbox",
+        "mrcnn_class_logits",
+        "mrcnn_class",
+        "mrcnn_bbox_fc",
+        "mrcnn_bbox",
+        "mrcnn_mask",
+    ] + list(LOSS_NAMES)
 
 
 @pytest.fixture(scope="module")
@@ -45,8 +70,16 @@ def trained_bf16(tmp_path_factory):
         def on_epoch_end(self, epoch, logs=None):
             history.append(dict(logs))
 
-    model.train(shapes(4, 0), shapes(2, 1), learning_rate=0.01, epochs=1, layers="all",
-                custom_callbacks=[Record()], workers=1, verbose=0)
+    model.train(
+        shapes(4, 0),
+        shapes(2, 1),
+        learning_rate=0.01,
+        epochs=1,
+        layers="all",
+        custom_callbacks=[Record()],
+        workers=1,
+        verbose=0,
+    )
     return model, history
 
 
@@ -55,8 +88,11 @@ def test_bfloat16_graph_keeps_float32_variables_and_box_layers(trained_bf16):
     # The policy applied to this model's build only.
     assert keras.config.dtype_policy().name == "float32"
     kmodel = model.keras_model
-    convs = [layer for layer in kmodel.layers
-             if isinstance(layer, keras.layers.Conv2D) and layer.name not in float32_layers(kmodel)]
+    convs = [
+        layer
+        for layer in kmodel.layers
+        if isinstance(layer, keras.layers.Conv2D) and layer.name not in float32_layers(kmodel)
+    ]
     assert len(convs) > 10
     for layer in convs:
         assert layer.compute_dtype == "bfloat16", layer.name
@@ -73,8 +109,10 @@ def test_bfloat16_graph_keeps_float32_variables_and_box_layers(trained_bf16):
     # The checkpoint holds float32 variables: it loads, strictly, into the float32 model.
     report = plain.load_weights(model.find_last(), by_name=False)
     assert report["missing"] == [] and report["unused"] == []
-    np.testing.assert_array_equal(plain.keras_model.get_layer("mrcnn_class_logits").get_weights()[0],
-                                  kmodel.get_layer("mrcnn_class_logits").get_weights()[0])
+    np.testing.assert_array_equal(
+        plain.keras_model.get_layer("mrcnn_class_logits").get_weights()[0],
+        kmodel.get_layer("mrcnn_class_logits").get_weights()[0],
+    )
 
 
 def test_bfloat16_step_has_finite_losses(trained_bf16):

@@ -1,4 +1,5 @@
 """MaskRCNN end to end: COCO-layout weights, detect() output, Matterport-style scripts, log dirs."""
+
 import os
 
 import h5py
@@ -57,8 +58,9 @@ def coco_file(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def coco_model(tmp_path_factory):
-    return modellib.MaskRCNN(mode="inference", config=CocoInferenceConfig(),
-                             model_dir=str(tmp_path_factory.mktemp("logs")))
+    return modellib.MaskRCNN(
+        mode="inference", config=CocoInferenceConfig(), model_dir=str(tmp_path_factory.mktemp("logs"))
+    )
 
 
 def test_coco_layout_file_loads_every_tensor(coco_file, coco_model):
@@ -113,8 +115,10 @@ def tiny_inference(tmp_path_factory):
 
 def test_detect_any_count_and_sizes_without_retracing(tiny_inference):
     rng = np.random.default_rng(1)
-    images = [rng.integers(0, 255, size=shape, dtype=np.uint8)
-              for shape in [(100, 120, 3), (64, 64, 3), (128, 40, 3)]]
+    images = [
+        rng.integers(0, 255, size=shape, dtype=np.uint8)
+        for shape in [(100, 120, 3), (64, 64, 3), (128, 40, 3)]
+    ]
     results = tiny_inference.detect(images)
     assert len(results) == 3
     for image, r in zip(images, results):
@@ -160,7 +164,8 @@ def test_unmold_detections_maps_boxes_to_original_image(tiny_inference):
     masks = np.zeros((config.DETECTION_MAX_INSTANCES, 28, 28, config.NUM_CLASSES), np.float32)
     masks[0, :, :, 2] = 1.0
     boxes, class_ids, scores, full = tiny_inference.unmold_detections(
-        detections, masks, (64, 128, 3), (128, 128, 3), np.array([32, 0, 96, 128]))
+        detections, masks, (64, 128, 3), (128, 128, 3), np.array([32, 0, 96, 128])
+    )
     np.testing.assert_array_equal(boxes, [[10, 10, 30, 50]])
     np.testing.assert_array_equal(class_ids, [2])
     assert full.shape == (64, 128, 1) and full.dtype == bool
@@ -251,11 +256,14 @@ def test_training_mode_requires_classes(tmp_path):
 def test_run_graph_returns_named_intermediate_outputs(tiny_inference):
     model = tiny_inference.keras_model
     image = np.random.default_rng(4).integers(0, 255, size=(100, 80, 3), dtype=np.uint8)
-    outputs = tiny_inference.run_graph([image], [
-        ("proposals", model.get_layer("ROI").output),
-        ("detections", model.get_layer("mrcnn_detection").output),
-        ("masks", model.get_layer("mrcnn_mask").output),
-    ])
+    outputs = tiny_inference.run_graph(
+        [image],
+        [
+            ("proposals", model.get_layer("ROI").output),
+            ("detections", model.get_layer("mrcnn_detection").output),
+            ("masks", model.get_layer("mrcnn_mask").output),
+        ],
+    )
     assert list(outputs) == ["proposals", "detections", "masks"]
     config = tiny_inference.config
     assert outputs["proposals"].shape == (1, config.POST_NMS_ROIS_INFERENCE, 4)

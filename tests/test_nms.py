@@ -1,4 +1,5 @@
 """mrcnn.nms: the blocked XLA greedy NMS selects exactly what tf.image.non_max_suppression selects."""
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -27,12 +28,15 @@ def random_boxes(rng, count, flip=False):
     return boxes
 
 
-@pytest.mark.parametrize("count,max_output_size,iou_threshold,flip", [
-    (4092, 2000, 0.7, False),   # shapes config: stops at max_output_size
-    (1000, 1000, 0.5, True),    # every candidate decided, corners in either order
-    (37, 50, 0.3, False),       # fewer candidates than one block's multiple and than the output
-    (5, 3, 0.7, False),         # less than one block
-])
+@pytest.mark.parametrize(
+    "count,max_output_size,iou_threshold,flip",
+    [
+        (4092, 2000, 0.7, False),  # shapes config: stops at max_output_size
+        (1000, 1000, 0.5, True),  # every candidate decided, corners in either order
+        (37, 50, 0.3, False),  # fewer candidates than one block's multiple and than the output
+        (5, 3, 0.7, False),  # less than one block
+    ],
+)
 def test_selects_what_tensorflow_selects(count, max_output_size, iou_threshold, flip):
     assert cpu_kernels.enabled()
     rng = np.random.default_rng(count)
@@ -44,15 +48,18 @@ def test_selects_what_tensorflow_selects(count, max_output_size, iou_threshold, 
 
 
 def test_hand_built_cases_threshold_ties_duplicates_and_zero_area():
-    boxes = np.array([
-        [0, 0, 1, 1],          # 0: kept
-        [0, 0, 1, 0.5],        # 1: IoU with 0 exactly 0.5: kept at threshold 0.5 (strictly greater drops)
-        [0, 0, 1, 1],          # 2: duplicate of 0: dropped
-        [0.2, 0.2, 0.2, 0.9],  # 3: zero area: never drops, never dropped
-        [0.2, 0.2, 0.2, 0.9],  # 4: its duplicate: kept too (IoU 0 with zero-area boxes)
-        [0, 0.5, 1, 1],        # 5: IoU 0.5 with 0, 0 with 1: kept
-    ] + [[0.01 * i, 0.0, 0.01 * i + 0.5, 0.5] for i in range(BLOCK + 3)],  # a chain across blocks
-        np.float32)
+    boxes = np.array(
+        [
+            [0, 0, 1, 1],  # 0: kept
+            [0, 0, 1, 0.5],  # 1: IoU with 0 exactly 0.5: kept at threshold 0.5 (strictly greater drops)
+            [0, 0, 1, 1],  # 2: duplicate of 0: dropped
+            [0.2, 0.2, 0.2, 0.9],  # 3: zero area: never drops, never dropped
+            [0.2, 0.2, 0.2, 0.9],  # 4: its duplicate: kept too (IoU 0 with zero-area boxes)
+            [0, 0.5, 1, 1],  # 5: IoU 0.5 with 0, 0 with 1: kept
+        ]
+        + [[0.01 * i, 0.0, 0.01 * i + 0.5, 0.5] for i in range(BLOCK + 3)],  # a chain across blocks
+        np.float32,
+    )
     for threshold in (0.5, 0.49, 0.9):
         ours = nms_indices(tf.constant(boxes), len(boxes), threshold).numpy()
         np.testing.assert_array_equal(ours, reference(boxes, len(boxes), threshold))

@@ -4,6 +4,7 @@ Each notebook runs from a temporary copy in a temporary working directory, so no
 checkpoints land in the repository. The notebooks share one log directory: train_shapes.ipynb runs first
 and the later ones load its checkpoint instead of training their own (run alone, each trains its own).
 """
+
 import os
 import shutil
 from pathlib import Path
@@ -16,11 +17,18 @@ from tests.shared_paths import DATA_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = ROOT / "notebooks"
-EXPECTED = {"demo.ipynb", "train_shapes.ipynb", "inspect_data.ipynb", "inspect_model.ipynb",
-            "inspect_weights.ipynb", "inspect_balloon_data.ipynb"}
+EXPECTED = {
+    "demo.ipynb",
+    "train_shapes.ipynb",
+    "inspect_data.ipynb",
+    "inspect_model.ipynb",
+    "inspect_weights.ipynb",
+    "inspect_balloon_data.ipynb",
+}
 # train_shapes first: the notebooks after it reuse its checkpoint from the shared log directory.
-NOTEBOOKS = sorted((p.name for p in NOTEBOOK_DIR.glob("*.ipynb")),
-                   key=lambda name: (name != "train_shapes.ipynb", name))
+NOTEBOOKS = sorted(
+    (p.name for p in NOTEBOOK_DIR.glob("*.ipynb")), key=lambda name: (name != "train_shapes.ipynb", name)
+)
 BALLOON_DIR = DATA_DIR / "balloon"
 
 
@@ -43,8 +51,9 @@ def execute(name, tmp_path, monkeypatch, logs, balloon_dir):
     work.mkdir()
     copy = shutil.copy(NOTEBOOK_DIR / name, work / name)
     notebook = nbformat.read(copy, as_version=4)
-    NotebookClient(notebook, timeout=600, kernel_name="python3",
-                   resources={"metadata": {"path": str(work)}}).execute()  # raises CellExecutionError
+    NotebookClient(
+        notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(work)}}
+    ).execute()  # raises CellExecutionError
     return notebook
 
 
@@ -67,8 +76,9 @@ def test_committed_notebooks_are_small_and_carry_outputs():
         notebook = nbformat.read(path, as_version=4)
         nbformat.validate(notebook)
         assert outputs(notebook, "png") > 0, f"{name} was committed without its figures"
-        errors = [o for c in notebook.cells if c.cell_type == "code" for o in c.outputs
-                  if o.output_type == "error"]
+        errors = [
+            o for c in notebook.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"
+        ]
         assert not errors, f"{name} was committed with an error output"
 
 
@@ -90,8 +100,9 @@ def test_notebook_runs_in_fast_mode(name, tmp_path, monkeypatch, shared_logs):
 
 
 def test_balloon_notebook_falls_back_to_synthetic_data(tmp_path, monkeypatch, shared_logs):
-    notebook = execute("inspect_balloon_data.ipynb", tmp_path, monkeypatch, shared_logs,
-                       tmp_path / "no_balloon_data_here")
+    notebook = execute(
+        "inspect_balloon_data.ipynb", tmp_path, monkeypatch, shared_logs, tmp_path / "no_balloon_data_here"
+    )
     text = outputs(notebook, "stdout")
     assert "No balloon dataset at" in text and "Using the synthetic stand-in" in text
     assert "train: 12 images" in text and "val  : 4 images" in text

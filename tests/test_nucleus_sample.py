@@ -1,4 +1,5 @@
 """samples/nucleus/nucleus.py: RLE helpers, subsets, and train -> detect (submit.csv + PNGs) end to end."""
+
 import csv
 import subprocess
 import sys
@@ -14,13 +15,27 @@ from tests.shared_paths import DATA_DIR
 ROOT = Path(__file__).resolve().parents[1]
 DSB_TEST = DATA_DIR / "dsb2018_stage1_test_subset" / "stage1_test"
 # Two 256x256 images (one RGBA, one RGB) with few nuclei keep the end-to-end run short.
-SMALL_IDS = ["0114f484a16c152baa2d82fdd43740880a762c93f436c8988ac461c5c9dbe7d5",
-             "0a849e0eb15faa8a6d7329c3dd66aabe9a294cccb52ed30a90c8ca99092ae732"]
-TINY = ["IMAGES_PER_GPU=1", "IMAGE_MIN_DIM=128", "IMAGE_MAX_DIM=128", "IMAGE_MIN_SCALE=1.0",
-        "STEPS_PER_EPOCH=1", "VALIDATION_STEPS=1", "TOP_DOWN_PYRAMID_SIZE=32",
-        "FPN_CLASSIF_FC_LAYERS_SIZE=32", "FPN_MASK_CONV_LAYERS_SIZE=16", "PRE_NMS_LIMIT=200",
-        "POST_NMS_ROIS_TRAINING=50", "POST_NMS_ROIS_INFERENCE=50", "TRAIN_ROIS_PER_IMAGE=16",
-        "MAX_GT_INSTANCES=60", "DETECTION_MAX_INSTANCES=20"]
+SMALL_IDS = [
+    "0114f484a16c152baa2d82fdd43740880a762c93f436c8988ac461c5c9dbe7d5",
+    "0a849e0eb15faa8a6d7329c3dd66aabe9a294cccb52ed30a90c8ca99092ae732",
+]
+TINY = [
+    "IMAGES_PER_GPU=1",
+    "IMAGE_MIN_DIM=128",
+    "IMAGE_MAX_DIM=128",
+    "IMAGE_MIN_SCALE=1.0",
+    "STEPS_PER_EPOCH=1",
+    "VALIDATION_STEPS=1",
+    "TOP_DOWN_PYRAMID_SIZE=32",
+    "FPN_CLASSIF_FC_LAYERS_SIZE=32",
+    "FPN_MASK_CONV_LAYERS_SIZE=16",
+    "PRE_NMS_LIMIT=200",
+    "POST_NMS_ROIS_TRAINING=50",
+    "POST_NMS_ROIS_INFERENCE=50",
+    "TRAIN_ROIS_PER_IMAGE=16",
+    "MAX_GT_INSTANCES=60",
+    "DETECTION_MAX_INSTANCES=20",
+]
 
 
 def test_rle_encode_hand_computed_and_round_trip():
@@ -63,7 +78,8 @@ def test_subsets_train_val_and_folders(tmp_path):
     for image_id in nucleus.VAL_IMAGE_IDS + [other_id]:
         (tmp_path / "stage1_train" / image_id / "images").mkdir(parents=True)
         Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(
-            tmp_path / "stage1_train" / image_id / "images" / f"{image_id}.png")
+            tmp_path / "stage1_train" / image_id / "images" / f"{image_id}.png"
+        )
     subsets = {}
     for subset in ("train", "val", "stage1_train"):
         ds = nucleus.NucleusDataset()
@@ -98,16 +114,40 @@ def small_dataset(tmp_path_factory):
 def test_train_then_detect_command_line(small_dataset, tmp_path):
     # train through main() in-process, then the real `nucleus.py detect` command in a subprocess
     logs = tmp_path / "logs"
-    argv = ["train", "--dataset", str(small_dataset), "--subset", "stage1_test", "--weights", "none",
-            "--logs", str(logs), "--epochs", "1", "1"]
+    argv = [
+        "train",
+        "--dataset",
+        str(small_dataset),
+        "--subset",
+        "stage1_test",
+        "--weights",
+        "none",
+        "--logs",
+        str(logs),
+        "--epochs",
+        "1",
+        "1",
+    ]
     for item in TINY:
         argv += ["--config", item]
     assert nucleus.main(argv) == 0
     assert len(list(logs.glob("nucleus*/mask_rcnn_nucleus_0001.h5"))) == 1
 
-    command = [sys.executable, str(ROOT / "samples" / "nucleus" / "nucleus.py"), "detect",
-               "--dataset", str(small_dataset), "--subset", "stage1_test", "--weights", "last",
-               "--logs", str(logs), "--results", str(tmp_path / "results")]
+    command = [
+        sys.executable,
+        str(ROOT / "samples" / "nucleus" / "nucleus.py"),
+        "detect",
+        "--dataset",
+        str(small_dataset),
+        "--subset",
+        "stage1_test",
+        "--weights",
+        "last",
+        "--logs",
+        str(logs),
+        "--results",
+        str(tmp_path / "results"),
+    ]
     for item in TINY:
         command += ["--config", item]
     result = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path)

@@ -1,4 +1,5 @@
 """ClippedMomentumSGD makes Keras SGD's updates; the trainer's explicit weight-decay gradient is exact."""
+
 import types
 
 import keras
@@ -17,10 +18,12 @@ def run_steps(optimizer, steps=3):
     one zero, one tiny."""
     rng = np.random.default_rng(0)
     weights = [keras.Variable(rng.normal(size=shape).astype(np.float32)) for shape in SHAPES]
-    gradients = [rng.normal(size=SHAPES[0]).astype(np.float32) * 0.01,
-                 rng.normal(size=SHAPES[1]).astype(np.float32) * 100.0,
-                 np.zeros(SHAPES[2], np.float32),
-                 rng.normal(size=SHAPES[3]).astype(np.float32) * 1e-6]
+    gradients = [
+        rng.normal(size=SHAPES[0]).astype(np.float32) * 0.01,
+        rng.normal(size=SHAPES[1]).astype(np.float32) * 100.0,
+        np.zeros(SHAPES[2], np.float32),
+        rng.normal(size=SHAPES[3]).astype(np.float32) * 1e-6,
+    ]
     optimizer.build(weights)
 
     @tf.function
@@ -32,10 +35,17 @@ def run_steps(optimizer, steps=3):
     return [w.numpy() for w in weights]
 
 
-@pytest.mark.parametrize("kwargs", [dict(momentum=0.9, clipnorm=5.0), dict(momentum=0.9),
-                                    dict(momentum=0.9, nesterov=True, clipnorm=5.0),
-                                    dict(momentum=0.0, clipnorm=5.0), dict(momentum=0.5, clipvalue=0.1),
-                                    dict(momentum=0.9, global_clipnorm=1.0)])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(momentum=0.9, clipnorm=5.0),
+        dict(momentum=0.9),
+        dict(momentum=0.9, nesterov=True, clipnorm=5.0),
+        dict(momentum=0.0, clipnorm=5.0),
+        dict(momentum=0.5, clipvalue=0.1),
+        dict(momentum=0.9, global_clipnorm=1.0),
+    ],
+)
 def test_matches_keras_sgd(kwargs):
     ours = run_steps(ClippedMomentumSGD(learning_rate=0.1, **kwargs))
     reference = run_steps(keras.optimizers.SGD(learning_rate=0.1, **kwargs))
@@ -73,8 +83,13 @@ def test_trainer_weight_decay_equals_the_differentiated_term():
     value, gradients = MaskRCNNTrainer._weight_decay(trainer, loss_gradients, weights, tf.constant(scale))
 
     with tf.GradientTape() as tape:
-        term = 1e-3 * tf.add_n([tf.reduce_sum(tf.square(w)) / float(np.prod(w.shape))
-                                for w, n in zip(weights, names) if n not in ("gamma", "beta")])
+        term = 1e-3 * tf.add_n(
+            [
+                tf.reduce_sum(tf.square(w)) / float(np.prod(w.shape))
+                for w, n in zip(weights, names)
+                if n not in ("gamma", "beta")
+            ]
+        )
     term_gradients = tape.gradient(term, weights)
     np.testing.assert_allclose(value, term, rtol=1e-6)
     for name, got, loss_gradient, term_gradient in zip(names, gradients, loss_gradients, term_gradients):

@@ -1,4 +1,5 @@
 """ProposalLayer: top-k, delta decoding, clipping, NMS and padding vs a numpy reference."""
+
 import keras
 import numpy as np
 import pytest
@@ -20,12 +21,12 @@ class SmallConfig(Config):
 def reference_proposals(probs, deltas, anchors, count, threshold, pre_nms_limit):
     """Matterport's proposal steps for one image, in numpy."""
     scores = probs[:, 1]
-    order = np.argsort(-scores, kind="stable")[:min(pre_nms_limit, len(scores))]
+    order = np.argsort(-scores, kind="stable")[: min(pre_nms_limit, len(scores))]
     boxes = utils.apply_box_deltas(anchors[order], deltas[order] * STD)
     boxes = np.clip(boxes, 0.0, 1.0)
     keep = utils.non_max_suppression(boxes, scores[order], threshold)[:count]
     out = np.zeros((count, 4), np.float32)
-    out[:len(keep)] = boxes[keep]
+    out[: len(keep)] = boxes[keep]
     return out
 
 
@@ -55,21 +56,34 @@ def test_matches_numpy_reference_per_image():
 
 
 def test_hand_computed_nms_deltas_clipping_and_padding():
-    anchors = np.array([[[0.1, 0.1, 0.3, 0.3],     # duplicate of the next anchor, lower score
-                         [0.1, 0.1, 0.3, 0.3],
-                         [0.5, 0.5, 0.7, 0.7],     # shifted down by dy = 1 (x 0.1 std x 0.2 height)
-                         [0.9, 0.9, 1.2, 1.1]]],   # sticks out of the image: clipped
-                       np.float32)
+    anchors = np.array(
+        [
+            [
+                [0.1, 0.1, 0.3, 0.3],  # duplicate of the next anchor, lower score
+                [0.1, 0.1, 0.3, 0.3],
+                [0.5, 0.5, 0.7, 0.7],  # shifted down by dy = 1 (x 0.1 std x 0.2 height)
+                [0.9, 0.9, 1.2, 1.1],
+            ]
+        ],  # sticks out of the image: clipped
+        np.float32,
+    )
     fg = np.array([[0.6, 0.9, 0.8, 0.7]], np.float32)
     probs = np.stack([1 - fg, fg], axis=-1)
     deltas = np.zeros((1, 4, 4), np.float32)
     deltas[0, 2, 0] = 1.0
     layer = ProposalLayer(6, 0.7, pre_nms_limit=100, rpn_bbox_std_dev=STD)
     out = np.asarray(layer([probs, deltas, anchors]))[0]
-    expected = np.array([[0.1, 0.1, 0.3, 0.3],
-                         [0.52, 0.5, 0.72, 0.7],
-                         [0.9, 0.9, 1.0, 1.0],
-                         [0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]], np.float32)
+    expected = np.array(
+        [
+            [0.1, 0.1, 0.3, 0.3],
+            [0.52, 0.5, 0.72, 0.7],
+            [0.9, 0.9, 1.0, 1.0],
+            [0, 0, 0, 0],
+            [0, 0, 0, 0],
+            [0, 0, 0, 0],
+        ],
+        np.float32,
+    )
     np.testing.assert_allclose(out, expected, atol=1e-6)
 
 
@@ -87,7 +101,8 @@ def test_symbolic_output_shape_is_static():
     deltas = keras.Input((None, 4))
     anchors = keras.Input((None, 4))
     rois = ProposalLayer(proposal_count=25, nms_threshold=0.7, config=SmallConfig(), name="ROI")(
-        [probs, deltas, anchors])
+        [probs, deltas, anchors]
+    )
     assert tuple(rois.shape) == (None, 25, 4)
     model = keras.Model([probs, deltas, anchors], rois)
     rng = np.random.default_rng(2)

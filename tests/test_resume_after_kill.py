@@ -4,6 +4,7 @@ The child process signals (with a marker file) that it is inside epoch 3, batch 
 complete — and is killed there. find_last() must give checkpoint 2 (never a partial file), loading it
 must continue at epoch 2 with exactly that file's weights, and training on writes checkpoint 3 only.
 """
+
 import os
 import signal
 import subprocess
@@ -57,8 +58,9 @@ def datasets(path):
     """Every dataset of an HDF5 weights file: {path inside the file: array}."""
     arrays = {}
     with h5py.File(path, "r") as f:
-        f.visititems(lambda name, obj: arrays.__setitem__(name, obj[()]) if isinstance(obj, h5py.Dataset)
-                     else None)
+        f.visititems(
+            lambda name, obj: arrays.__setitem__(name, obj[()]) if isinstance(obj, h5py.Dataset) else None
+        )
     return arrays
 
 
@@ -66,10 +68,12 @@ def test_sigkill_mid_epoch_then_resume(tmp_path):
     logs = tmp_path / "logs"
     logs.mkdir()
     marker = tmp_path / "inside_epoch_3"
-    script = TRAIN_SCRIPT.format(root=str(ROOT), tests=str(ROOT / "tests"), logs=str(logs),
-                                 marker=str(marker))
-    process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE, text=True)
+    script = TRAIN_SCRIPT.format(
+        root=str(ROOT), tests=str(ROOT / "tests"), logs=str(logs), marker=str(marker)
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
     try:
         deadline = time.monotonic() + 300
         while not marker.exists():
@@ -110,9 +114,20 @@ def test_sigkill_mid_epoch_then_resume(tmp_path):
             epochs_run.append(epoch)
 
     keras.utils.set_random_seed(1)
-    model.train(shapes(8, 0), shapes(4, 1), learning_rate=0.01, epochs=3, layers="all", workers=1,
-                verbose=0, custom_callbacks=[Record()])
+    model.train(
+        shapes(8, 0),
+        shapes(4, 1),
+        learning_rate=0.01,
+        epochs=3,
+        layers="all",
+        workers=1,
+        verbose=0,
+        custom_callbacks=[Record()],
+    )
     assert epochs_run == [2] and model.epoch == 3
     assert model.find_last() == str(Path(last).parent / "mask_rcnn_tinyshapes_0003.h5")
     assert [Path(f).name for f in checkpoints(logs)] == [
-        "mask_rcnn_tinyshapes_0001.h5", "mask_rcnn_tinyshapes_0002.h5", "mask_rcnn_tinyshapes_0003.h5"]
+        "mask_rcnn_tinyshapes_0001.h5",
+        "mask_rcnn_tinyshapes_0002.h5",
+        "mask_rcnn_tinyshapes_0003.h5",
+    ]

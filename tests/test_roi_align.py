@@ -1,4 +1,5 @@
 """PyramidROIAlign: level assignment, per-box pooling from the right level, input order, gradients."""
+
 import keras
 import numpy as np
 import pytest
@@ -40,8 +41,9 @@ def test_non_finite_boxes_still_get_exactly_one_level():
     # A diverged network can hand NaN or infinite boxes to RoIAlign; each must land on one level, or
     # the layer's permutation back to input order fails ("19 is not between 0 and 19"), and the layer
     # pools them as empty boxes instead of failing in crop_and_resize.
-    boxes = np.array([[np.nan] * 4, [np.nan, 0, 0.5, 0.5], [0, 0, np.inf, np.inf], [0, 0, -np.inf, 0.5]],
-                     np.float32)
+    boxes = np.array(
+        [[np.nan] * 4, [np.nan, 0, 0.5, 0.5], [0, 0, np.inf, np.inf], [0, 0, -np.inf, 0.5]], np.float32
+    )
     levels = roi_pyramid_levels(tf.constant(boxes), tf.constant([IMAGE_SIDE, IMAGE_SIDE, 3])).numpy()
     np.testing.assert_array_equal(levels, [4, 4, 5, 2])
     feature_maps = [tf.random.normal([1, IMAGE_SIDE // s, IMAGE_SIDE // s, 2]) for s in (4, 8, 16, 32)]
@@ -63,28 +65,36 @@ def test_each_box_pooled_from_its_level_in_input_order():
     rng = np.random.default_rng(0)
     sides_and_levels = [(60, 2), (112, 3), (224, 4), (460, 5)]
     order = [[2, 0, 3, 1, 0], [1, 3, 3, 2, 0]]  # indices into sides_and_levels, per image
-    boxes = np.array([[square(rng.uniform(0.3, 0.7), rng.uniform(0.3, 0.7), sides_and_levels[k][0])
-                       for k in row] for row in order], np.float32)
+    boxes = np.array(
+        [
+            [square(rng.uniform(0.3, 0.7), rng.uniform(0.3, 0.7), sides_and_levels[k][0]) for k in row]
+            for row in order
+        ],
+        np.float32,
+    )
     maps = feature_maps(rng, batch=2)
     out = np.asarray(PyramidROIAlign((5, 4))([boxes, make_meta(2)] + maps))
     assert out.shape == (2, 5, 5, 4, 3)
     for b in range(2):
         for n, k in enumerate(order[b]):
             level = sides_and_levels[k][1]
-            expected = tf.image.crop_and_resize(maps[level - 2][b:b + 1], boxes[b, n][None], [0], (5, 4))
+            expected = tf.image.crop_and_resize(maps[level - 2][b : b + 1], boxes[b, n][None], [0], (5, 4))
             np.testing.assert_allclose(out[b, n], expected.numpy()[0], atol=1e-6, err_msg=f"box {b}, {n}")
 
 
 def test_bilinear_samples_hand_computed():
     # Feature value = row index on every level; a full-map box sampled 3 x 3 reads rows 0, (h-1)/2, h-1.
-    maps = [np.broadcast_to(np.arange(h, dtype=np.float32)[None, :, None, None], (1, h, h, 1)).copy()
-            for h in (16, 8, 4, 2)]
+    maps = [
+        np.broadcast_to(np.arange(h, dtype=np.float32)[None, :, None, None], (1, h, h, 1)).copy()
+        for h in (16, 8, 4, 2)
+    ]
     boxes = np.array([[[0.0, 0.0, 1.0, 1.0], [0.0, 0.0, 0.05, 0.05]]], np.float32)
     out = np.asarray(PyramidROIAlign((3, 3))([boxes, make_meta(1, side=64)] + maps))
     # The full box is 64 px in a 64 px image: log2(64 / 224 * 64 / 64) -> 4 - 2 = level 2 (16 rows).
     np.testing.assert_allclose(out[0, 0, :, :, 0], [[0, 0, 0], [7.5, 7.5, 7.5], [15, 15, 15]], atol=1e-5)
-    np.testing.assert_allclose(out[0, 1, :, :, 0], [[0, 0, 0], [0.375, 0.375, 0.375], [0.75, 0.75, 0.75]],
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        out[0, 1, :, :, 0], [[0, 0, 0], [0.375, 0.375, 0.375], [0.75, 0.75, 0.75]], atol=1e-5
+    )
 
 
 def test_symbolic_shape_and_gradient_reaches_feature_maps():

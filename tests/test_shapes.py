@@ -1,4 +1,5 @@
 """Tests for the synthetic shapes dataset and its config."""
+
 import numpy as np
 import pytest
 
@@ -57,8 +58,9 @@ def test_images_and_masks_agree():
         assert 1 <= mask.shape[2] == class_ids.shape[0] <= 4
         assert mask.sum(axis=2).max() <= 1  # occlusion leaves instances disjoint
         # Pixels outside every instance show the background; each instance's pixels its shape's colour.
-        np.testing.assert_array_equal(image[~mask.any(axis=2)],
-                                      np.broadcast_to(info["bg_color"], image[~mask.any(axis=2)].shape))
+        np.testing.assert_array_equal(
+            image[~mask.any(axis=2)], np.broadcast_to(info["bg_color"], image[~mask.any(axis=2)].shape)
+        )
         names = [dataset.class_names[c] for c in class_ids]
         boxes = utils.extract_bboxes(mask)
         for i in range(mask.shape[2]):
@@ -76,9 +78,11 @@ def test_occluded_shapes_are_cut_and_hidden_ones_dropped():
     dataset.add_class("shapes", 1, "square")
     dataset.add_class("shapes", 2, "circle")
     dataset.add_class("shapes", 3, "triangle")
-    shapes = [("circle", (255, 0, 0), (30, 30, 5)),      # hidden under the big square
-              ("triangle", (0, 255, 0), (10, 10, 6)),    # partly under the square
-              ("square", (0, 0, 255), (30, 30, 14))]
+    shapes = [
+        ("circle", (255, 0, 0), (30, 30, 5)),  # hidden under the big square
+        ("triangle", (0, 255, 0), (10, 10, 6)),  # partly under the square
+        ("square", (0, 0, 255), (30, 30, 14)),
+    ]
     dataset.add_image("shapes", 0, None, width=64, height=64, bg_color=(9, 9, 9), shapes=shapes)
     dataset.prepare()
     mask, class_ids = dataset.load_mask(0)
@@ -137,7 +141,14 @@ def test_sample_script_reexports_the_package_names():
     from mrcnn.datasets import shapes as package_shapes
     from samples.shapes import shapes as sample
 
-    for name in ("ShapesConfig", "ShapesFastConfig", "ShapesInferenceConfig", "ShapesDataset",
-                 "small_backbone", "small_backbone_shapes", "make_dataset"):
+    for name in (
+        "ShapesConfig",
+        "ShapesFastConfig",
+        "ShapesInferenceConfig",
+        "ShapesDataset",
+        "small_backbone",
+        "small_backbone_shapes",
+        "make_dataset",
+    ):
         assert getattr(sample, name) is getattr(package_shapes, name)
     assert package_shapes.ShapesFastConfig.BACKBONE is package_shapes.small_backbone

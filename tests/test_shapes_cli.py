@@ -1,4 +1,5 @@
 """The README's main job, shrunk: shapes.py demo trains, evaluates and writes a detections picture."""
+
 import os
 import subprocess
 import sys
@@ -12,9 +13,23 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_shapes_demo_command_line(tmp_path):
     logs = tmp_path / "logs"
     out = tmp_path / "detections.png"
-    command = [sys.executable, str(ROOT / "samples" / "shapes" / "shapes.py"), "demo", "--logs", str(logs),
-               "--minutes", "0.01", "--steps-per-epoch", "2", "--train-images", "16", "--images", "4",
-               "--out", str(out)]
+    command = [
+        sys.executable,
+        str(ROOT / "samples" / "shapes" / "shapes.py"),
+        "demo",
+        "--logs",
+        str(logs),
+        "--minutes",
+        "0.01",
+        "--steps-per-epoch",
+        "2",
+        "--train-images",
+        "16",
+        "--images",
+        "4",
+        "--out",
+        str(out),
+    ]
     result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "mask mAP@0.5 = " in result.stdout

@@ -1,4 +1,5 @@
 """SparseGradientConv2D: Conv2D's outputs, and its exact gradients from the positions that get one."""
+
 import keras
 import numpy as np
 import pytest
@@ -77,8 +78,12 @@ def test_config_round_trip_and_unsupported_arguments():
     layer = SparseGradientConv2D(8, 3, padding="same", activation="relu", name="rpn_conv_shared")
     clone = SparseGradientConv2D.from_config(layer.get_config())
     assert (clone.name, clone.filters, clone.kernel_size) == ("rpn_conv_shared", 8, (3, 3))
-    for kwargs, problem in (({"strides": 2}, "strides"), ({"padding": "valid"}, "padding"),
-                            ({"activation": "sigmoid"}, "activation"), ({"use_bias": False}, "use_bias")):
+    for kwargs, problem in (
+        ({"strides": 2}, "strides"),
+        ({"padding": "valid"}, "padding"),
+        ({"activation": "sigmoid"}, "activation"),
+        ({"use_bias": False}, "use_bias"),
+    ):
         with pytest.raises(ValueError, match=problem):
             SparseGradientConv2D(8, 3, **{"padding": "same", **kwargs})
 

@@ -1,4 +1,5 @@
 """DetectionTargetLayer / detection_targets_graph: sampling rules, targets, edge cases, Keras use."""
+
 import keras
 import numpy as np
 import pytest
@@ -26,8 +27,16 @@ T = 8
 POSITIVE_QUOTA = 2  # int(8 * 0.33)
 GT_A = [0.1, 0.1, 0.5, 0.5]
 GT_B = [0.55, 0.55, 0.95, 0.95]
-FAR = [[0.0, 0.6, 0.1, 0.7], [0.6, 0.0, 0.7, 0.1], [0.0, 0.8, 0.1, 0.9], [0.8, 0.0, 0.9, 0.1],
-       [0.6, 0.2, 0.7, 0.3], [0.2, 0.6, 0.3, 0.7], [0.0, 0.0, 0.05, 0.05], [0.96, 0.96, 1.0, 1.0]]
+FAR = [
+    [0.0, 0.6, 0.1, 0.7],
+    [0.6, 0.0, 0.7, 0.1],
+    [0.0, 0.8, 0.1, 0.9],
+    [0.8, 0.0, 0.9, 0.1],
+    [0.6, 0.2, 0.7, 0.3],
+    [0.2, 0.6, 0.3, 0.7],
+    [0.0, 0.0, 0.05, 0.05],
+    [0.96, 0.96, 1.0, 1.0],
+]
 
 
 def iou(a, b):
@@ -47,8 +56,12 @@ def apply_deltas(roi, deltas):
 
 
 def batch(proposals, class_ids, boxes, masks):
-    return [np.asarray(proposals, np.float32)[None], np.asarray(class_ids, np.int32)[None],
-            np.asarray(boxes, np.float32)[None], np.asarray(masks)[None]]
+    return [
+        np.asarray(proposals, np.float32)[None],
+        np.asarray(class_ids, np.int32)[None],
+        np.asarray(boxes, np.float32)[None],
+        np.asarray(masks)[None],
+    ]
 
 
 def mini_masks(count):
@@ -164,7 +177,7 @@ def test_no_gt_instances_gives_only_negatives_without_nan():
     for output in (rois, bbox, masks):
         assert np.all(np.isfinite(output))
     real = np.abs(rois[0]).sum(axis=1) > 0
-    assert real.sum() == T - POSITIVE_QUOTA and np.all(real[:T - POSITIVE_QUOTA])
+    assert real.sum() == T - POSITIVE_QUOTA and np.all(real[: T - POSITIVE_QUOTA])
     assert np.all(class_ids == 0) and np.all(bbox == 0) and np.all(masks == 0)
 
 
@@ -196,8 +209,10 @@ def test_functional_model_with_unknown_batch_and_mixed_images():
     assert np.all(target_class_ids[1] == 0) and np.abs(rois[1]).sum() > 0
     # The model description reloads without the Config object.
     restored = keras.models.model_from_json(model.to_json())
-    assert restored.get_layer("proposal_targets").get_config() == model.get_layer(
-        "proposal_targets").get_config()
+    assert (
+        restored.get_layer("proposal_targets").get_config()
+        == model.get_layer("proposal_targets").get_config()
+    )
 
 
 def test_get_config_round_trip_without_config():

@@ -1,4 +1,5 @@
 """Training end to end on tiny synthetic shapes: losses, checkpoints, resume, layer presets, evaluation."""
+
 import math
 import os
 
@@ -50,8 +51,16 @@ def trained(tmp_path_factory):
         def on_epoch_end(self, epoch, logs=None):
             history.append(dict(logs))
 
-    model.train(shapes(8, 0), shapes(4, 1), learning_rate=0.01, epochs=2, layers="all",
-                custom_callbacks=[Record()], workers=1, verbose=0)
+    model.train(
+        shapes(8, 0),
+        shapes(4, 1),
+        learning_rate=0.01,
+        epochs=2,
+        layers="all",
+        custom_callbacks=[Record()],
+        workers=1,
+        verbose=0,
+    )
     return model, history, logs, len(traces)
 
 
@@ -84,10 +93,13 @@ def test_resume_continues_from_last_checkpoint(trained):
     assert last.endswith("mask_rcnn_tinyshapes_0002.h5")
     resumed.load_weights(last, by_name=True)
     assert resumed.epoch == 2 and resumed.log_dir == model.log_dir
-    np.testing.assert_array_equal(resumed.keras_model.get_layer("mrcnn_class_logits").get_weights()[0],
-                                  model.keras_model.get_layer("mrcnn_class_logits").get_weights()[0])
-    resumed.train(shapes(8, 0), shapes(4, 1), learning_rate=0.01, epochs=3, layers="heads", workers=1,
-                  verbose=0)
+    np.testing.assert_array_equal(
+        resumed.keras_model.get_layer("mrcnn_class_logits").get_weights()[0],
+        model.keras_model.get_layer("mrcnn_class_logits").get_weights()[0],
+    )
+    resumed.train(
+        shapes(8, 0), shapes(4, 1), learning_rate=0.01, epochs=3, layers="heads", workers=1, verbose=0
+    )
     assert resumed.epoch == 3
     assert resumed.find_last().endswith("mask_rcnn_tinyshapes_0003.h5")
 

@@ -292,8 +292,9 @@ def test_resize_of_any_size_keeps_every_side_and_the_masks_aligned(h, w, mode, d
     if mode == "crop":
         h, w = min(h, 200), min(w, 200)  # crop mode scales the short side up to min_dim: keep it small
     random.seed(data.draw(st.integers(0, 1000)))
-    out, window, scale, padding, crop = utils.resize_image(np.ones((h, w, 3), np.uint8), min_dim=32,
-                                                          max_dim=64, mode=mode)
+    out, window, scale, padding, crop = utils.resize_image(
+        np.ones((h, w, 3), np.uint8), min_dim=32, max_dim=64, mode=mode
+    )
     y1, x1, y2, x2 = window
     assert out.shape == ((64, 64, 3) if mode == "square" else (32, 32, 3))
     assert 0 <= y1 < y2 <= out.shape[0] and 0 <= x1 < x2 <= out.shape[1]
@@ -352,8 +353,9 @@ def test_minimize_expand_round_trip(boxes, mini):
         cell = max((y2 - y1) / mini, (x2 - x1) / mini)
         # boundary error at most about one mini-mask cell along each edge
         assert union - inter <= 2 * (cell + 1) * ((y2 - y1) + (x2 - x1))
-        assert not back[..., i][~np.pad(np.ones((y2 - y1, x2 - x1), bool),
-                                        [(y1, shape[0] - y2), (x1, shape[1] - x2)])].any()
+        assert not back[..., i][
+            ~np.pad(np.ones((y2 - y1, x2 - x1), bool), [(y1, shape[0] - y2), (x1, shape[1] - x2)])
+        ].any()
 
 
 def test_unmold_mask():
@@ -380,7 +382,7 @@ def test_unmold_mask_stays_inside_the_image_and_the_box(box, side):
     full = utils.unmold_mask(np.ones((side, side), np.float32), box, (32, 48, 3))
     assert full.shape == (32, 48) and full.dtype == bool
     expected = np.zeros((32, 48), bool)
-    expected[max(y1, 0):max(y2, 0), max(x1, 0):max(x2, 0)] = True
+    expected[max(y1, 0) : max(y2, 0), max(x1, 0) : max(x2, 0)] = True
     np.testing.assert_array_equal(full, expected)
 
 
@@ -419,23 +421,29 @@ def test_generate_pyramid_anchors_count_for_1024():
     assert anchors.shape == (3 * (256**2 + 128**2 + 64**2 + 32**2 + 16**2), 4) == (261888, 4)
     # level boundaries: the first anchor of level 2 is the 1:2 anchor of scale 64 at (0, 0)
     first_l2 = anchors[3 * 256**2]
-    np.testing.assert_allclose(first_l2, [-32 * math.sqrt(2), -16 * math.sqrt(2), 32 * math.sqrt(2),
-                                          16 * math.sqrt(2)])
+    np.testing.assert_allclose(
+        first_l2, [-32 * math.sqrt(2), -16 * math.sqrt(2), 32 * math.sqrt(2), 16 * math.sqrt(2)]
+    )
     with pytest.raises(ValueError, match="one scale"):
         utils.generate_pyramid_anchors((32, 64), [1], shapes, strides, 1)
 
 
 @FAST
-@given(st.integers(1, 9), st.integers(1, 9), st.integers(1, 3), st.sampled_from([4, 8, 16]),
-       st.lists(st.sampled_from([0.25, 0.5, 1, 2, 3]), min_size=1, max_size=3, unique=True),
-       st.integers(4, 256))
+@given(
+    st.integers(1, 9),
+    st.integers(1, 9),
+    st.integers(1, 3),
+    st.sampled_from([4, 8, 16]),
+    st.lists(st.sampled_from([0.25, 0.5, 1, 2, 3]), min_size=1, max_size=3, unique=True),
+    st.integers(4, 256),
+)
 def test_generate_anchors_count_sizes_and_centres(rows, cols, anchor_stride, stride, ratios, scale):
     anchors = utils.generate_anchors(scale, ratios, (rows, cols), stride, anchor_stride)
     positions = math.ceil(rows / anchor_stride) * math.ceil(cols / anchor_stride)
     assert anchors.shape == (positions * len(ratios), 4)
     heights = anchors[:, 2] - anchors[:, 0]
     widths = anchors[:, 3] - anchors[:, 1]
-    np.testing.assert_allclose(heights * widths, scale ** 2)
+    np.testing.assert_allclose(heights * widths, scale**2)
     np.testing.assert_allclose(widths / heights, np.tile(ratios, positions))
     cells = (anchors[:, :2] + anchors[:, 2:]) / 2 / (stride * anchor_stride)
     np.testing.assert_allclose(cells, np.round(cells), atol=1e-9)
@@ -501,13 +509,16 @@ def test_compute_ap_perfect_and_wrong():
     np.testing.assert_allclose(precisions, [1, 1, 1, 0])
     np.testing.assert_allclose(overlaps, np.eye(2))
     # wrong class on the higher-scoring prediction: precision 0 at rank 1, 1/2 at rank 2 -> AP = 0.5 * 0.5
-    ap_wrong = utils.compute_ap(gt_boxes, gt_ids, gt_masks, gt_boxes, np.array([2, 2]), np.array([0.9, 0.8]),
-                                gt_masks)[0]
+    ap_wrong = utils.compute_ap(
+        gt_boxes, gt_ids, gt_masks, gt_boxes, np.array([2, 2]), np.array([0.9, 0.8]), gt_masks
+    )[0]
     assert ap_wrong == pytest.approx(0.25)
     # no predictions -> AP 0; ap_range of perfect predictions is 1
     empty_boxes, empty_masks = _instances([])
-    assert utils.compute_ap(gt_boxes, gt_ids, gt_masks, empty_boxes, np.zeros(0), np.zeros(0),
-                            empty_masks)[0] == 0.0
+    assert (
+        utils.compute_ap(gt_boxes, gt_ids, gt_masks, empty_boxes, np.zeros(0), np.zeros(0), empty_masks)[0]
+        == 0.0
+    )
     scores = np.array([0.9, 0.8])
     ap_range = utils.compute_ap_range(gt_boxes, gt_ids, gt_masks, gt_boxes, gt_ids, scores, gt_masks, None, 0)
     assert ap_range == pytest.approx(1.0)
@@ -518,7 +529,12 @@ def test_compute_matches_orders_by_score_and_trims_padding():
     gt_boxes = np.concatenate([gt_boxes, np.zeros((1, 4), np.int32)])  # padding row
     pred_boxes, pred_masks = _instances([(15, 15, 30, 29), (0, 0, 10, 10), (0, 0, 9, 10)])
     gt_match, pred_match, overlaps = utils.compute_matches(
-        gt_boxes, np.array([1, 1, 0]), gt_masks, pred_boxes, np.array([1, 1, 1]), np.array([0.5, 0.9, 0.7]),
+        gt_boxes,
+        np.array([1, 1, 0]),
+        gt_masks,
+        pred_boxes,
+        np.array([1, 1, 1]),
+        np.array([0.5, 0.9, 0.7]),
         pred_masks,
     )
     # score order: pred 1 (-> gt 0), pred 2 (duplicate of gt 0, unmatched), pred 0 (-> gt 1)
@@ -528,8 +544,14 @@ def test_compute_matches_orders_by_score_and_trims_padding():
     np.testing.assert_allclose(overlaps[2, 1], 15 * 14 / 225)
     # score_threshold leaves low-scoring predictions unmatched
     _, pred_match, _ = utils.compute_matches(
-        gt_boxes, np.array([1, 1, 0]), gt_masks, pred_boxes, np.array([1, 1, 1]), np.array([0.5, 0.9, 0.7]),
-        pred_masks, score_threshold=0.6,
+        gt_boxes,
+        np.array([1, 1, 0]),
+        gt_masks,
+        pred_boxes,
+        np.array([1, 1, 1]),
+        np.array([0.5, 0.9, 0.7]),
+        pred_masks,
+        score_threshold=0.6,
     )
     np.testing.assert_array_equal(pred_match, [0, -1, -1])
 
@@ -537,8 +559,9 @@ def test_compute_matches_orders_by_score_and_trims_padding():
 def test_compute_ap_range_prints(capsys):
     gt_boxes, gt_masks = _instances([(0, 0, 10, 10)])
     pred_boxes, pred_masks = _instances([(0, 0, 10, 8)])  # IoU 0.8
-    ap = utils.compute_ap_range(gt_boxes, np.array([1]), gt_masks, pred_boxes, np.array([1]), np.array([0.9]),
-                                pred_masks)
+    ap = utils.compute_ap_range(
+        gt_boxes, np.array([1]), gt_masks, pred_boxes, np.array([1]), np.array([0.9]), pred_masks
+    )
     # matched for thresholds 0.50..0.80 (7 of 10)
     assert ap == pytest.approx(0.7)
     out = capsys.readouterr().out

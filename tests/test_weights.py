@@ -316,20 +316,37 @@ def test_bad_arguments(tmp_path):
 #  Safe loading: data only, no code
 ############################################################
 
+
 def test_weights_module_reads_data_only():
     """mrcnn.weights imports no unpickler / code loader and calls no eval, exec or dynamic import."""
     import ast
 
     tree = ast.parse(open(weights.__file__).read())
-    imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
-                for alias in node.names}
+    imported = {
+        alias.name.split(".")[0]
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import)
+        for alias in node.names
+    }
     imported |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
     assert imported <= {"contextlib", "os", "zipfile", "h5py", "keras", "numpy", "mrcnn"}, imported
-    called = {node.func.id if isinstance(node.func, ast.Name) else node.func.attr
-              for node in ast.walk(tree) if isinstance(node, ast.Call)
-              and isinstance(node.func, (ast.Name, ast.Attribute))}
-    assert not called & {"eval", "exec", "compile", "__import__", "import_module", "load_model", "loads",
-                         "Unpickler", "deserialize_keras_object", "from_config"}, called
+    called = {
+        node.func.id if isinstance(node.func, ast.Name) else node.func.attr
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call) and isinstance(node.func, (ast.Name, ast.Attribute))
+    }
+    assert not called & {
+        "eval",
+        "exec",
+        "compile",
+        "__import__",
+        "import_module",
+        "load_model",
+        "loads",
+        "Unpickler",
+        "deserialize_keras_object",
+        "from_config",
+    }, called
 
 
 def _all_layers(model):

@@ -1,4 +1,5 @@
 """Winograd F(2x2, 3x3) convolutions: the direct convolution's outputs and gradients; where they run."""
+
 import os
 import subprocess
 import sys
@@ -15,8 +16,10 @@ from mrcnn.winograd import WinogradConv2D, winograd_conv3x3
 
 def loss_and_gradients(convolve, inputs, kernel, batch_static=True):
     """(outputs, d loss / d inputs, d loss / d kernel) in a tf.function, loss = sum(y * sin(y))."""
-    spec = [tf.TensorSpec([inputs.shape[0] if batch_static else None, None, None, inputs.shape[3]]),
-            tf.TensorSpec(kernel.shape)]
+    spec = [
+        tf.TensorSpec([inputs.shape[0] if batch_static else None, None, None, inputs.shape[3]]),
+        tf.TensorSpec(kernel.shape),
+    ]
 
     @tf.function(input_signature=spec)
     def step(x, k):
@@ -66,10 +69,15 @@ def twin_layers(**kwargs):
     return ours, plain
 
 
-@pytest.mark.parametrize("kwargs", [dict(padding="same", activation="relu"),
-                                    dict(padding="same", strides=2),
-                                    dict(padding="valid"),
-                                    dict(padding="same", kernel_size=5)])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(padding="same", activation="relu"),
+        dict(padding="same", strides=2),
+        dict(padding="valid"),
+        dict(padding="same", kernel_size=5),
+    ],
+)
 def test_layer_matches_conv2d(kwargs):
     """3x3 'same' stride-1 runs by Winograd; other settings fall back to Conv2D: same outputs either way."""
     ours, plain = twin_layers(**kwargs)
@@ -123,11 +131,14 @@ def test_roi_conv_uses_winograd_per_roi():
 
 
 def test_environment_variable_turns_it_off():
-    script = ("from mrcnn import winograd; from mrcnn.winograd import WinogradConv2D; "
-              "layer = WinogradConv2D(4, 3, padding='same'); layer.build((None, 8, 8, 5)); "
-              "print('SUPPORTED', winograd.supported(layer))")
+    script = (
+        "from mrcnn import winograd; from mrcnn.winograd import WinogradConv2D; "
+        "layer = WinogradConv2D(4, 3, padding='same'); layer.build((None, 8, 8, 5)); "
+        "print('SUPPORTED', winograd.supported(layer))"
+    )
     env = dict(os.environ, MRCNN_WINOGRAD="0", TF_CPP_MIN_LOG_LEVEL="3")
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env,
-                          timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "SUPPORTED False" in proc.stdout

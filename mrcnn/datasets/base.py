@@ -10,6 +10,7 @@ into one mask (their union). Shape dicts, in pixel coordinates (pixel centres at
 * ``{"type": "bitmap", "y": .., "x": .., "png_base64": ..}``: a base64 PNG whose nonzero pixels are set,
   its top-left pixel at row y, column x (labelme 5 "mask" shapes)
 """
+
 import logging
 import os
 
@@ -43,7 +44,8 @@ def check_files_exist(paths, what, annotation_file):
         more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
         raise FileNotFoundError(
             f"{len(missing)} {what} referenced by {annotation_file!r} not found: {shown}{more}. "
-            "Pass the folder that holds the images as image_dir=...")
+            "Pass the folder that holds the images as image_dir=..."
+        )
 
 
 def _paint_bitmap(mask, shape):
@@ -62,7 +64,7 @@ def _paint_bitmap(mask, shape):
     top, left = max(y, 0), max(x, 0)
     bottom, right = min(y + bitmap.shape[0], height), min(x + bitmap.shape[1], width)
     if top < bottom and left < right:
-        mask[top:bottom, left:right] |= bitmap[top - y:bottom - y, left - x:right - x]
+        mask[top:bottom, left:right] |= bitmap[top - y : bottom - y, left - x : right - x]
 
 
 def paint_shape(mask, shape):
@@ -73,8 +75,9 @@ def paint_shape(mask, shape):
     elif kind == "rectangle":
         raster.paint_rectangle(mask, shape["y1"], shape["x1"], shape["y2"], shape["x2"])
     elif kind == "ellipse":
-        raster.paint_ellipse(mask, shape["cy"], shape["cx"], shape["ry"], shape["rx"],
-                             shape.get("theta", 0.0))
+        raster.paint_ellipse(
+            mask, shape["cy"], shape["cx"], shape["ry"], shape["rx"], shape.get("theta", 0.0)
+        )
     elif kind == "bitmap":
         _paint_bitmap(mask, shape)
     else:
@@ -99,8 +102,11 @@ class ShapeAnnotationDataset(utils.Dataset):
             for shape in instance["shapes"]:
                 paint_shape(mask, shape)
             if not mask.any():
-                logger.debug("image %s: instance of class %s is empty after clipping, dropped",
-                             info["path"], instance["class_id"])
+                logger.debug(
+                    "image %s: instance of class %s is empty after clipping, dropped",
+                    info["path"],
+                    instance["class_id"],
+                )
                 continue
             masks.append(mask)
             class_ids.append(self.map_source_class_id(f"{info['source']}.{instance['class_id']}"))

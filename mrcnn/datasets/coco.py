@@ -7,6 +7,7 @@ pipeline uses them only to keep anchors and RoIs off crowd regions.
     ds.load_coco_json("fruits_nuts/data/trainval.json")     # images found beside the json or in images/
     ds.prepare()
 """
+
 import contextlib
 import io
 import os
@@ -24,8 +25,12 @@ _IMAGE_DIR_GUESSES = (".", "images", "JPEGImages", "..", os.path.join("..", "ima
 
 def is_coco(data):
     """True when the parsed json ``data`` looks like a COCO instances file."""
-    return isinstance(data, dict) and isinstance(data.get("images"), list) and "annotations" in data \
+    return (
+        isinstance(data, dict)
+        and isinstance(data.get("images"), list)
+        and "annotations" in data
         and "categories" in data
+    )
 
 
 def _guess_image_dir(json_path, file_names):
@@ -35,22 +40,31 @@ def _guess_image_dir(json_path, file_names):
     stem = os.path.splitext(os.path.basename(json_path))[0]
     guesses = list(_IMAGE_DIR_GUESSES)
     if stem.startswith("instances_"):
-        guesses.append(os.path.join("..", stem[len("instances_"):]))
+        guesses.append(os.path.join("..", stem[len("instances_") :]))
     probe = file_names[0]
     for guess in guesses:
         folder = os.path.normpath(os.path.join(base, guess))
         if os.path.isfile(os.path.join(folder, probe)):
             return folder
     tried = ", ".join(os.path.normpath(os.path.join(base, g)) for g in guesses)
-    raise FileNotFoundError(f"cannot find image {probe!r} of {json_path!r} (looked in {tried}); pass the "
-                            "folder that holds the images as image_dir=...")
+    raise FileNotFoundError(
+        f"cannot find image {probe!r} of {json_path!r} (looked in {tried}); pass the "
+        "folder that holds the images as image_dir=..."
+    )
 
 
 class CocoJsonDataset(utils.Dataset):
     """Images, classes and instances of a COCO json file; masks are decoded on demand."""
 
-    def load_coco_json(self, annotation_file, image_dir=None, class_ids=None, source="coco",
-                       return_coco=False, check_images=True):
+    def load_coco_json(
+        self,
+        annotation_file,
+        image_dir=None,
+        class_ids=None,
+        source="coco",
+        return_coco=False,
+        check_images=True,
+    ):
         """Register the images and classes of a COCO instances json. Call ``prepare()`` afterwards.
 
         image_dir: folder that ``file_name`` is relative to (default: guessed, see ``_guess_image_dir``).
@@ -72,15 +86,20 @@ class CocoJsonDataset(utils.Dataset):
                 raise ValueError(f"{annotation_file!r} is not a COCO instances json: {e!r}") from e
         if class_ids is None:
             used = {a["category_id"] for a in coco.dataset["annotations"]}
-            class_ids = [c for c in sorted(coco.getCatIds())
-                         if c in used or coco.loadCats(c)[0]["name"] not in BACKGROUND_NAMES]
+            class_ids = [
+                c
+                for c in sorted(coco.getCatIds())
+                if c in used or coco.loadCats(c)[0]["name"] not in BACKGROUND_NAMES
+            ]
             image_ids = sorted(coco.imgs)
         else:
             class_ids = list(class_ids)
             unknown = [c for c in class_ids if c not in coco.cats]
             if unknown:
-                raise ValueError(f"class_ids {unknown} are not categories of {annotation_file!r} "
-                                 f"(it has {sorted(coco.cats)})")
+                raise ValueError(
+                    f"class_ids {unknown} are not categories of {annotation_file!r} "
+                    f"(it has {sorted(coco.cats)})"
+                )
             image_ids = sorted({i for c in class_ids for i in coco.getImgIds(catIds=[c])})
         for class_id in class_ids:
             self.add_class(source, class_id, coco.loadCats(class_id)[0]["name"])
@@ -99,8 +118,15 @@ class CocoJsonDataset(utils.Dataset):
             check_files_exist(paths, "images", annotation_file)
         for img, path in zip(images, paths):
             annotations = coco.loadAnns(coco.getAnnIds(imgIds=[img["id"]], catIds=class_ids, iscrowd=None))
-            self.add_image(source, image_id=img["id"], path=path, width=img["width"], height=img["height"],
-                           annotations=annotations, coco_url=img.get("coco_url"))
+            self.add_image(
+                source,
+                image_id=img["id"],
+                path=path,
+                width=img["width"],
+                height=img["height"],
+                annotations=annotations,
+                coco_url=img.get("coco_url"),
+            )
         if return_coco:
             return coco
 

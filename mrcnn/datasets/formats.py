@@ -3,6 +3,7 @@
 Formats: "coco" (COCO instances json), "via" (VIA 1.x/2.x json), "labelme" (a folder of labelme json
 files, or one), "mask_folder" (DSB2018 layout: ``<id>/images/<id>.png`` + ``<id>/masks/*.png``).
 """
+
 import glob
 import json
 import os
@@ -33,8 +34,11 @@ def _sniff_json(path):
 def _resolve_subset(path, subset):
     """COCO's ``path/annotations/instances_<subset>[year].json`` when there is one, else ``path/subset``."""
     exact = os.path.join(path, "annotations", f"instances_{subset}.json")
-    matches = [exact] if os.path.isfile(exact) else \
-        sorted(glob.glob(os.path.join(path, "annotations", f"instances_{subset}*.json")))
+    matches = (
+        [exact]
+        if os.path.isfile(exact)
+        else sorted(glob.glob(os.path.join(path, "annotations", f"instances_{subset}*.json")))
+    )
     if len(matches) == 1:
         return matches[0]
     if len(matches) > 1:
@@ -42,8 +46,10 @@ def _resolve_subset(path, subset):
     candidate = os.path.join(path, subset)
     if os.path.exists(candidate):
         return candidate
-    raise FileNotFoundError(f"subset {subset!r} not found in {path!r}: expected a folder or file "
-                            f"{candidate!r} or annotations/instances_{subset}*.json")
+    raise FileNotFoundError(
+        f"subset {subset!r} not found in {path!r}: expected a folder or file "
+        f"{candidate!r} or annotations/instances_{subset}*.json"
+    )
 
 
 def detect_format(path, subset=None):
@@ -62,9 +68,11 @@ def detect_format(path, subset=None):
     if os.path.isfile(path):
         kind = _sniff_json(path) if path.lower().endswith(".json") else None
         if kind is None:
-            raise ValueError(f"unknown annotation format: {path!r} is not a COCO, VIA 1.x/2.x or labelme "
-                             "json file. Supported: a COCO/VIA/labelme json file, a folder of labelme json "
-                             "files, or a DSB2018-style folder (<id>/images/, <id>/masks/).")
+            raise ValueError(
+                f"unknown annotation format: {path!r} is not a COCO, VIA 1.x/2.x or labelme "
+                "json file. Supported: a COCO/VIA/labelme json file, a folder of labelme json "
+                "files, or a DSB2018-style folder (<id>/images/, <id>/masks/)."
+            )
         return kind, path
     if is_mask_folder(path):
         return "mask_folder", path
@@ -80,10 +88,14 @@ def detect_format(path, subset=None):
         return kinds[single[0]], single[0]
     if single or labelme:
         found = ", ".join(f"{os.path.basename(j)} ({kinds[j]})" for j in single + labelme)
-        raise ValueError(f"{path!r} holds several annotation files ({found}); pass the json file to use "
-                         "as the path, or a subset.")
-    raise ValueError(f"unknown dataset format in folder {path!r}: found no COCO, VIA or labelme json and no "
-                     "<id>/images/ sub-folders (DSB2018 layout).")
+        raise ValueError(
+            f"{path!r} holds several annotation files ({found}); pass the json file to use "
+            "as the path, or a subset."
+        )
+    raise ValueError(
+        f"unknown dataset format in folder {path!r}: found no COCO, VIA or labelme json and no "
+        "<id>/images/ sub-folders (DSB2018 layout)."
+    )
 
 
 def open_dataset(path, subset=None, format=None, **kwargs):

@@ -9,6 +9,7 @@ skipped. When the image file named by ``imagePath`` is missing, the image embedd
     ds.load_labelme("data_annotated/")          # every labelme json in the folder
     ds.prepare()
 """
+
 import base64
 import glob
 import io
@@ -66,8 +67,9 @@ def _labelme_shape(shape, where):
         return {"type": "bitmap", "y": y, "x": x, "png_base64": shape["mask"]}
     if kind in _AREALESS_SHAPES:
         return None
-    raise ValueError(f"{where}: unsupported labelme shape_type {kind!r}; expected polygon, rectangle, "
-                     "circle or mask")
+    raise ValueError(
+        f"{where}: unsupported labelme shape_type {kind!r}; expected polygon, rectangle, circle or mask"
+    )
 
 
 def _json_files(path):
@@ -122,17 +124,21 @@ class LabelmeDataset(ShapeAnnotationDataset):
             embedded = None
             if not os.path.isfile(image_path):
                 if not data.get("imageData"):
-                    raise FileNotFoundError(f"image {image_path!r} named by {json_path!r} not found and the "
-                                            "file has no embedded imageData")
+                    raise FileNotFoundError(
+                        f"image {image_path!r} named by {json_path!r} not found and the "
+                        "file has no embedded imageData"
+                    )
                 embedded = json_path
                 height, width = data["imageHeight"], data["imageWidth"]
             else:
                 height, width = image_size(image_path)
                 expected = (data.get("imageHeight", height), data.get("imageWidth", width))
                 if expected != (height, width):
-                    raise ValueError(f"{json_path!r} says the image is {expected[0]}x{expected[1]} (HxW) "
-                                     f"but {image_path!r} is {height}x{width}; was it rotated (EXIF) or "
-                                     "replaced?")
+                    raise ValueError(
+                        f"{json_path!r} says the image is {expected[0]}x{expected[1]} (HxW) "
+                        f"but {image_path!r} is {height}x{width}; was it rotated (EXIF) or "
+                        "replaced?"
+                    )
             groups = {}
             instances = []
             for index, shape in enumerate(data["shapes"]):
@@ -154,8 +160,15 @@ class LabelmeDataset(ShapeAnnotationDataset):
                 if group_id is not None:
                     groups[(label, group_id)] = instance
                 instances.append(instance)
-            self.add_image(source, image_id=os.path.basename(json_path), path=image_path, width=width,
-                           height=height, instances=instances, embedded_json=embedded)
+            self.add_image(
+                source,
+                image_id=os.path.basename(json_path),
+                path=image_path,
+                width=width,
+                height=height,
+                instances=instances,
+                embedded_json=embedded,
+            )
         if skipped:
             logger.warning("labelme: skipped %d line/point shapes (they have no area)", skipped)
 

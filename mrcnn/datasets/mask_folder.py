@@ -9,6 +9,7 @@ An image folder without ``masks/`` (a test set) has no instances.
     ds.load_mask_folder("stage1_train", class_name="nucleus")
     ds.prepare()
 """
+
 import os
 
 import numpy as np
@@ -45,8 +46,9 @@ def is_mask_folder(path):
 class MaskFolderDataset(utils.Dataset):
     """Images and per-instance mask PNGs in the DSB2018 layout (see the module docstring)."""
 
-    def load_mask_folder(self, dataset_dir, class_name="object", image_ids=None, exclude_ids=(),
-                         source="masks"):
+    def load_mask_folder(
+        self, dataset_dir, class_name="object", image_ids=None, exclude_ids=(), source="masks"
+    ):
         """Register every ``<image_id>`` folder of ``dataset_dir`` (sorted). Call ``prepare()`` afterwards.
 
         class_name: the single class. image_ids: only these folders (each must exist); exclude_ids:
@@ -61,8 +63,9 @@ class MaskFolderDataset(utils.Dataset):
             image_ids = list(image_ids)
             missing = [i for i in image_ids if i not in found]
             if missing:
-                raise FileNotFoundError(f"{len(missing)} image folders not found in {dataset_dir!r}: "
-                                        f"{missing[:5]}")
+                raise FileNotFoundError(
+                    f"{len(missing)} image folders not found in {dataset_dir!r}: {missing[:5]}"
+                )
         exclude = set(exclude_ids)
         self.add_class(source, 1, class_name)
         added = 0
@@ -73,10 +76,12 @@ class MaskFolderDataset(utils.Dataset):
             if path is None:
                 raise FileNotFoundError(
                     f"{os.path.join(dataset_dir, image_id)!r} has no image: expected "
-                    f"images/{image_id}.png (or a single image file in images/)")
+                    f"images/{image_id}.png (or a single image file in images/)"
+                )
             mask_dir = os.path.join(dataset_dir, image_id, "masks")
-            self.add_image(source, image_id=image_id, path=path,
-                           mask_dir=mask_dir if os.path.isdir(mask_dir) else None)
+            self.add_image(
+                source, image_id=image_id, path=path, mask_dir=mask_dir if os.path.isdir(mask_dir) else None
+            )
             added += 1
         if not added:
             raise ValueError(f"no images in {dataset_dir!r}: expected <image_id>/images/<image_id>.png")
@@ -101,8 +106,9 @@ class MaskFolderDataset(utils.Dataset):
                 if mask.ndim == 3:  # colour masks: any nonzero colour channel (alpha ignored)
                     mask = mask[..., :3].any(axis=-1)
                 if mask.shape != (height, width):
-                    raise ValueError(f"mask {path!r} is {mask.shape[0]}x{mask.shape[1]} but its image is "
-                                     f"{height}x{width}")
+                    raise ValueError(
+                        f"mask {path!r} is {mask.shape[0]}x{mask.shape[1]} but its image is {height}x{width}"
+                    )
                 if mask.any():
                     masks.append(mask.astype(bool))
         class_id = self.map_source_class_id(f"{info['source']}.1")

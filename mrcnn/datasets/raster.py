@@ -4,11 +4,18 @@ Coordinates are in pixels with the centre of pixel (row r, column c) at (y=r, x=
 ``skimage.draw``. A pixel belongs to a shape when its centre is inside it (polygon edges included).
 Shapes that touch, cross or lie entirely outside the image border are clipped, never an error.
 """
+
 import numpy as np
 import skimage.draw
 
-__all__ = ["polygon_mask", "rectangle_mask", "ellipse_mask", "paint_polygon", "paint_rectangle",
-           "paint_ellipse"]
+__all__ = [
+    "polygon_mask",
+    "rectangle_mask",
+    "ellipse_mask",
+    "paint_polygon",
+    "paint_rectangle",
+    "paint_ellipse",
+]
 
 
 def _finite(values, what):
@@ -42,7 +49,7 @@ def paint_rectangle(mask, y1, x1, y2, x2):
     top, bottom = sorted((int(np.round(y1)), int(np.round(y2))))
     left, right = sorted((int(np.round(x1)), int(np.round(x2))))
     height, width = mask.shape[:2]
-    mask[max(top, 0):min(bottom, height), max(left, 0):min(right, width)] = True
+    mask[max(top, 0) : min(bottom, height), max(left, 0) : min(right, width)] = True
     return mask
 
 

@@ -57,8 +57,9 @@ class ShapesDataset(utils.Dataset):
             self.add_class("shapes", class_id, name)
         for i in range(count):
             bg_color, shapes = self.random_image(height, width)
-            self.add_image("shapes", image_id=i, path=None, width=width, height=height,
-                           bg_color=bg_color, shapes=shapes)
+            self.add_image(
+                "shapes", image_id=i, path=None, width=width, height=height, bg_color=bg_color, shapes=shapes
+            )
 
     def load_image(self, image_id):
         """Draw the image: uint8 RGB [height, width, 3], later shapes painted over earlier ones."""
@@ -110,8 +111,9 @@ class ShapesDataset(utils.Dataset):
             rr, cc = skimage.draw.disk((y, x), s, shape=extent)
         elif shape == "triangle":
             half_base = s / np.sin(np.radians(60))
-            rr, cc = skimage.draw.polygon([y - s, y + s, y + s], [x, x - half_base, x + half_base],
-                                          shape=extent)
+            rr, cc = skimage.draw.polygon(
+                [y - s, y + s, y + s], [x, x - half_base, x + half_base], shape=extent
+            )
         else:
             raise ValueError(f"unknown shape {shape!r}; expected one of {SHAPE_NAMES}")
         image[rr, cc] = color
@@ -178,8 +180,9 @@ def small_backbone(input_image, stage5=True, train_bn=None):
 
 def small_backbone_shapes(image_shape):
     """Feature map sizes [[h, w], ...] of P2..P6 for ``image_shape`` (strides 4..64)."""
-    return np.array([[math.ceil(image_shape[0] / s), math.ceil(image_shape[1] / s)]
-                     for s in (4, 8, 16, 32, 64)])
+    return np.array(
+        [[math.ceil(image_shape[0] / s), math.ceil(image_shape[1] / s)] for s in (4, 8, 16, 32, 64)]
+    )
 
 
 class ShapesFastConfig(ShapesConfig):

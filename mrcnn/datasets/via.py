@@ -9,6 +9,7 @@ class or the value of a region attribute (``class_attribute``), e.g. ``{"name": 
     ds.load_via("balloon/train/via_region_data.json", class_names=["balloon"])
     ds.prepare()
 """
+
 import json
 import logging
 import os
@@ -46,11 +47,15 @@ def read_via_metadata(json_path):
         except json.JSONDecodeError as e:
             raise ValueError(f"{json_path!r} is not valid json: {e}") from e
     if isinstance(data, dict) and {"project", "file", "metadata"} <= set(data):
-        raise ValueError(f"{json_path!r} is a VIA 3 project, which is not supported: in VIA 3 export the "
-                         "annotations as COCO json and load that with CocoJsonDataset, or use VIA 2.")
+        raise ValueError(
+            f"{json_path!r} is a VIA 3 project, which is not supported: in VIA 3 export the "
+            "annotations as COCO json and load that with CocoJsonDataset, or use VIA 2."
+        )
     if not is_via(data):
-        raise ValueError(f"{json_path!r} is not a VIA 1.x/2.x json file: expected a dict of "
-                         "{key: {'filename', 'regions', ...}} or a VIA 2 project with '_via_img_metadata'.")
+        raise ValueError(
+            f"{json_path!r} is not a VIA 1.x/2.x json file: expected a dict of "
+            "{key: {'filename', 'regions', ...}} or a VIA 2 project with '_via_img_metadata'."
+        )
     attributes = {}
     if "_via_img_metadata" in data:
         attributes = (data.get("_via_attributes") or {}).get("region", {}) or {}
@@ -60,8 +65,13 @@ def read_via_metadata(json_path):
         regions = entry.get("regions") or []
         if isinstance(regions, dict):
             regions = list(regions.values())
-        entries.append({"filename": entry["filename"], "regions": regions,
-                        "file_attributes": entry.get("file_attributes", {})})
+        entries.append(
+            {
+                "filename": entry["filename"],
+                "regions": regions,
+                "file_attributes": entry.get("file_attributes", {}),
+            }
+        )
     return entries, attributes
 
 
@@ -69,14 +79,17 @@ def _region_class(region, class_attribute, where):
     """The class name a region's attribute gives (a string; checkbox dicts must have one true key)."""
     attrs = region.get("region_attributes") or {}
     if class_attribute not in attrs:
-        raise ValueError(f"{where}: region has no attribute {class_attribute!r} (it has {sorted(attrs)}); "
-                         "label every region or choose another class_attribute.")
+        raise ValueError(
+            f"{where}: region has no attribute {class_attribute!r} (it has {sorted(attrs)}); "
+            "label every region or choose another class_attribute."
+        )
     value = attrs[class_attribute]
     if isinstance(value, dict):  # VIA checkbox: {"option": true, ...}
         chosen = [k for k, v in value.items() if v]
         if len(chosen) != 1:
-            raise ValueError(f"{where}: attribute {class_attribute!r} must select exactly one class, "
-                             f"got {value}")
+            raise ValueError(
+                f"{where}: attribute {class_attribute!r} must select exactly one class, got {value}"
+            )
         value = chosen[0]
     value = str(value).strip()
     if not value:
@@ -89,33 +102,60 @@ def _region_shape(shape_attributes, where):
     name = shape_attributes.get("name")
     try:
         if name == "polygon":
-            return {"type": "polygon", "ys": shape_attributes["all_points_y"],
-                    "xs": shape_attributes["all_points_x"]}
+            return {
+                "type": "polygon",
+                "ys": shape_attributes["all_points_y"],
+                "xs": shape_attributes["all_points_x"],
+            }
         if name == "rect":
             x, y = shape_attributes["x"], shape_attributes["y"]
-            return {"type": "rectangle", "y1": y, "x1": x, "y2": y + shape_attributes["height"],
-                    "x2": x + shape_attributes["width"]}
+            return {
+                "type": "rectangle",
+                "y1": y,
+                "x1": x,
+                "y2": y + shape_attributes["height"],
+                "x2": x + shape_attributes["width"],
+            }
         if name == "circle":
             r = shape_attributes["r"]
-            return {"type": "ellipse", "cy": shape_attributes["cy"], "cx": shape_attributes["cx"], "ry": r,
-                    "rx": r}
+            return {
+                "type": "ellipse",
+                "cy": shape_attributes["cy"],
+                "cx": shape_attributes["cx"],
+                "ry": r,
+                "rx": r,
+            }
         if name == "ellipse":
-            return {"type": "ellipse", "cy": shape_attributes["cy"], "cx": shape_attributes["cx"],
-                    "ry": shape_attributes["ry"], "rx": shape_attributes["rx"],
-                    "theta": shape_attributes.get("theta", 0.0)}
+            return {
+                "type": "ellipse",
+                "cy": shape_attributes["cy"],
+                "cx": shape_attributes["cx"],
+                "ry": shape_attributes["ry"],
+                "rx": shape_attributes["rx"],
+                "theta": shape_attributes.get("theta", 0.0),
+            }
     except KeyError as e:
         raise ValueError(f"{where}: {name} region lacks the field {e.args[0]!r}") from None
     if name in _AREALESS_SHAPES:
         return None
-    raise ValueError(f"{where}: unsupported VIA region shape {name!r}; expected polygon, rect, circle or "
-                     f"ellipse ({', '.join(_AREALESS_SHAPES)} have no area and are skipped)")
+    raise ValueError(
+        f"{where}: unsupported VIA region shape {name!r}; expected polygon, rect, circle or "
+        f"ellipse ({', '.join(_AREALESS_SHAPES)} have no area and are skipped)"
+    )
 
 
 class ViaDataset(ShapeAnnotationDataset):
     """Instances from a VIA 1.x/2.x json file; masks are drawn on demand and clipped to the image."""
 
-    def load_via(self, json_path, image_dir=None, class_names=None, class_attribute=None, source="via",
-                 skip_unannotated=True):
+    def load_via(
+        self,
+        json_path,
+        image_dir=None,
+        class_names=None,
+        class_attribute=None,
+        source="via",
+        skip_unannotated=True,
+    ):
         """Register the images and classes of a VIA json file. Call ``prepare()`` afterwards.
 
         image_dir: folder of the images (default: the json file's folder).
@@ -138,15 +178,20 @@ class ViaDataset(ShapeAnnotationDataset):
         if class_attribute is None:
             names = list(class_names) if class_names is not None else ["object"]
             if len(names) != 1:
-                raise ValueError(f"class_names={names} lists {len(names)} classes but class_attribute is "
-                                 "None; name the region attribute that holds each region's class, e.g. "
-                                 "class_attribute='name'.")
+                raise ValueError(
+                    f"class_names={names} lists {len(names)} classes but class_attribute is "
+                    "None; name the region attribute that holds each region's class, e.g. "
+                    "class_attribute='name'."
+                )
         elif class_names is not None:
             names = list(class_names)
         else:
             options = (attribute_defs.get(class_attribute) or {}).get("options") or {}
-            found = {_region_class(r, class_attribute, f"{json_path}: {e['filename']}")
-                     for e in entries for r in e["regions"]}
+            found = {
+                _region_class(r, class_attribute, f"{json_path}: {e['filename']}")
+                for e in entries
+                for r in e["regions"]
+            }
             names = [str(o) for o in options if str(o) in found] + sorted(found - {str(o) for o in options})
         if len(set(names)) != len(names):
             raise ValueError(f"class_names has duplicates: {names}")
@@ -173,7 +218,8 @@ class ViaDataset(ShapeAnnotationDataset):
                 instances.append({"class_id": class_id, "shapes": [shape]})
             path = os.path.join(image_dir, entry["filename"])
             height, width = image_size(path)
-            self.add_image(source, image_id=entry["filename"], path=path, width=width, height=height,
-                           instances=instances)
+            self.add_image(
+                source, image_id=entry["filename"], path=path, width=width, height=height, instances=instances
+            )
         if skipped:
             logger.warning("%s: skipped %d point/polyline regions (they have no area)", json_path, skipped)

@@ -19,6 +19,7 @@ Usage (run from anywhere):
     # Shrink or change any configuration value
     python samples/balloon/balloon.py train ... --config IMAGE_MAX_DIM=512 --config STEPS_PER_EPOCH=20
 """
+
 import argparse
 import datetime
 import importlib.util
@@ -37,7 +38,7 @@ from samples import sample_utils  # noqa: E402
 from samples.sample_utils import COCO_WEIGHTS_PATH, DEFAULT_LOGS_DIR  # noqa: E402,F401
 
 SUBSETS = ("train", "val")
-VIDEO_BACKEND_HINT = "pip install av (or: pip install \"mrcnn[video]\")"
+VIDEO_BACKEND_HINT = 'pip install av (or: pip install "mrcnn[video]")'
 
 
 ############################################################
@@ -78,8 +79,11 @@ class BalloonDataset(ViaDataset):
         """
         if subset not in SUBSETS:
             raise ValueError(f"subset must be one of {SUBSETS}, got {subset!r}")
-        self.load_via(os.path.join(dataset_dir, subset, "via_region_data.json"), class_names=["balloon"],
-                      source="balloon")
+        self.load_via(
+            os.path.join(dataset_dir, subset, "via_region_data.json"),
+            class_names=["balloon"],
+            source="balloon",
+        )
 
 
 ############################################################
@@ -95,8 +99,10 @@ def train(model, dataset_dir=None, epochs=30, layers="heads"):
     """
     if dataset_dir is None:
         if args is None or not args.dataset:
-            raise ValueError("train(model) needs the dataset folder: pass train(model, dataset_dir=...) "
-                             "or run `balloon.py train --dataset DIR`.")
+            raise ValueError(
+                "train(model) needs the dataset folder: pass train(model, dataset_dir=...) "
+                "or run `balloon.py train --dataset DIR`."
+            )
         dataset_dir = args.dataset
     dataset_train = BalloonDataset()
     dataset_train.load_balloon(dataset_dir, "train")
@@ -105,8 +111,9 @@ def train(model, dataset_dir=None, epochs=30, layers="heads"):
     dataset_val.load_balloon(dataset_dir, "val")
     dataset_val.prepare()
     print(f"Training {layers}: {dataset_train.num_images} train / {dataset_val.num_images} val images")
-    model.train(dataset_train, dataset_val, learning_rate=model.config.LEARNING_RATE, epochs=epochs,
-                layers=layers)
+    model.train(
+        dataset_train, dataset_val, learning_rate=model.config.LEARNING_RATE, epochs=epochs, layers=layers
+    )
 
 
 ############################################################
@@ -153,13 +160,17 @@ def _splash_video(model, video_path, out_path):
     is_gif = video_path.lower().endswith(".gif")
     plugin = "pillow" if is_gif else _video_plugin()
     if plugin is None:
-        raise RuntimeError(f"reading and writing {os.path.splitext(video_path)[1]} video needs an imageio "
-                           f"video backend: {VIDEO_BACKEND_HINT}. GIF videos work without one.")
+        raise RuntimeError(
+            f"reading and writing {os.path.splitext(video_path)[1]} video needs an imageio "
+            f"video backend: {VIDEO_BACKEND_HINT}. GIF videos work without one."
+        )
     meta = iio.immeta(video_path, plugin=plugin)
     if is_gif:
         duration = meta.get("duration") or 100  # milliseconds per frame
-        frames = [color_splash(frame[..., :3], model.detect([frame[..., :3]])[0]["masks"])
-                  for frame in iio.imiter(video_path, plugin=plugin, mode="RGB")]
+        frames = [
+            color_splash(frame[..., :3], model.detect([frame[..., :3]])[0]["masks"])
+            for frame in iio.imiter(video_path, plugin=plugin, mode="RGB")
+        ]
         iio.imwrite(out_path, np.stack(frames), plugin=plugin, duration=duration, loop=0)
         return len(frames)
     fps = float(meta.get("fps") or 25.0)
@@ -210,21 +221,32 @@ def detect_and_color_splash(model, image_path=None, video_path=None, out_dir="."
 
 def build_parser():
     parser = argparse.ArgumentParser(description="Train Mask R-CNN to detect balloons, or colour-splash them")
-    parser.add_argument("command", choices=["train", "splash"], metavar="<command>",
-                        help="'train' or 'splash'")
-    parser.add_argument("--dataset", metavar="/path/to/balloon/",
-                        help="balloon dataset folder (with train/ and val/)")
-    parser.add_argument("--weights", required=True, metavar="coco|last|imagenet|none|PATH",
-                        help=sample_utils.WEIGHTS_HELP)
-    parser.add_argument("--logs", default=DEFAULT_LOGS_DIR, metavar="/path/to/logs/",
-                        help="logs and checkpoints directory (default: logs/ in the repository)")
+    parser.add_argument(
+        "command", choices=["train", "splash"], metavar="<command>", help="'train' or 'splash'"
+    )
+    parser.add_argument(
+        "--dataset", metavar="/path/to/balloon/", help="balloon dataset folder (with train/ and val/)"
+    )
+    parser.add_argument(
+        "--weights", required=True, metavar="coco|last|imagenet|none|PATH", help=sample_utils.WEIGHTS_HELP
+    )
+    parser.add_argument(
+        "--logs",
+        default=DEFAULT_LOGS_DIR,
+        metavar="/path/to/logs/",
+        help="logs and checkpoints directory (default: logs/ in the repository)",
+    )
     parser.add_argument("--image", metavar="path or URL", help="image to apply the colour splash to")
-    parser.add_argument("--video", metavar="path",
-                        help="video to apply the colour splash to (with --image too: both are splashed)")
+    parser.add_argument(
+        "--video",
+        metavar="path",
+        help="video to apply the colour splash to (with --image too: both are splashed)",
+    )
     parser.add_argument("--epochs", type=int, default=30, help="train up to this epoch (default 30)")
     parser.add_argument("--out", default=".", help="folder for splash outputs (default: current folder)")
-    parser.add_argument("--config", action="append", default=[], metavar="NAME=VALUE",
-                        help=sample_utils.CONFIG_HELP)
+    parser.add_argument(
+        "--config", action="append", default=[], metavar="NAME=VALUE", help=sample_utils.CONFIG_HELP
+    )
     return parser
 
 

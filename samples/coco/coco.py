@@ -13,6 +13,7 @@ word as a string, ``module:name`` for a callable such as BACKBONE), ``--eval-typ
 included, True).
 Evaluation metrics come from ``mrcnn.evaluate`` (pycocotools' COCOeval).
 """
+
 import argparse
 import contextlib
 import io
@@ -107,13 +108,20 @@ class CocoDataset(utils.Dataset):
     DOWNLOAD_URL = "https://images.cocodataset.org"
     MINIVAL_URLS = {
         "minival": "https://dl.dropboxusercontent.com/s/o43o90bna78omob/instances_minival2014.json.zip?dl=0",
-        "valminusminival":
-            "https://dl.dropboxusercontent.com/s/s3tw5zcg7395368/instances_valminusminival2014.json.zip?dl=0",
+        "valminusminival": "https://dl.dropboxusercontent.com/s/s3tw5zcg7395368/instances_valminusminival2014.json.zip?dl=0",
     }
     ALLOW_HTTP = False
 
-    def load_coco(self, dataset_dir, subset, year=DEFAULT_DATASET_YEAR, class_ids=None, class_map=None,
-                  return_coco=False, auto_download=False):
+    def load_coco(
+        self,
+        dataset_dir,
+        subset,
+        year=DEFAULT_DATASET_YEAR,
+        class_ids=None,
+        class_map=None,
+        return_coco=False,
+        auto_download=False,
+    ):
         """Register the images of ``subset`` (train, val, minival, valminusminival, ...) of ``year``.
 
         Reads ``dataset_dir/annotations/instances_<subset><year>.json``; images are in
@@ -133,7 +141,8 @@ class CocoDataset(utils.Dataset):
             raise FileNotFoundError(
                 f"COCO annotations not found: {annotation_path!r}. Expected dataset_dir/annotations/"
                 f"instances_{subset}{year}.json with the images in {image_dir!r}; pass auto_download=True "
-                "(command line: --download True) to fetch them.")
+                "(command line: --download True) to fetch them."
+            )
         with contextlib.redirect_stdout(io.StringIO()):
             coco = COCO(annotation_path)
         class_ids = sorted(class_ids) if class_ids else sorted(coco.getCatIds())
@@ -142,10 +151,14 @@ class CocoDataset(utils.Dataset):
             self.add_class("coco", class_id, coco.loadCats(class_id)[0]["name"])
         for i in image_ids:
             info = coco.imgs[i]
-            self.add_image("coco", image_id=i, path=os.path.join(image_dir, info["file_name"]),
-                           width=info["width"], height=info["height"],
-                           annotations=coco.loadAnns(coco.getAnnIds(imgIds=[i], catIds=class_ids,
-                                                                    iscrowd=None)))
+            self.add_image(
+                "coco",
+                image_id=i,
+                path=os.path.join(image_dir, info["file_name"]),
+                width=info["width"],
+                height=info["height"],
+                annotations=coco.loadAnns(coco.getAnnIds(imgIds=[i], catIds=class_ids, iscrowd=None)),
+            )
         if return_coco:
             return coco
 
@@ -153,16 +166,28 @@ class CocoDataset(utils.Dataset):
         """The (url, zip path, extract dir, path that exists once done) downloads that ``dataType`` needs."""
         year = str(dataYear)
         image_name = f"{_image_subset(dataType)}{year}"
-        plan = [(f"{self.DOWNLOAD_URL}/zips/{image_name}.zip", os.path.join(dataDir, f"{image_name}.zip"),
-                 dataDir, os.path.join(dataDir, image_name))]
+        plan = [
+            (
+                f"{self.DOWNLOAD_URL}/zips/{image_name}.zip",
+                os.path.join(dataDir, f"{image_name}.zip"),
+                dataDir,
+                os.path.join(dataDir, image_name),
+            )
+        ]
         annotation_dir = os.path.join(dataDir, "annotations")
         annotation_file = os.path.join(annotation_dir, f"instances_{dataType}{year}.json")
         if dataType in self.MINIVAL_URLS:
             zip_path = os.path.join(dataDir, f"instances_{dataType}{year}.json.zip")
             plan.append((self.MINIVAL_URLS[dataType], zip_path, annotation_dir, annotation_file))
         else:
-            plan.append((f"{self.DOWNLOAD_URL}/annotations/annotations_trainval{year}.zip",
-                         os.path.join(dataDir, f"annotations_trainval{year}.zip"), dataDir, annotation_file))
+            plan.append(
+                (
+                    f"{self.DOWNLOAD_URL}/annotations/annotations_trainval{year}.zip",
+                    os.path.join(dataDir, f"annotations_trainval{year}.zip"),
+                    dataDir,
+                    annotation_file,
+                )
+            )
         return plan
 
     def auto_download(self, dataDir, dataType, dataYear):
@@ -243,6 +268,7 @@ class CocoDataset(utils.Dataset):
 #  COCO evaluation
 ############################################################
 
+
 def build_coco_results(dataset, image_ids, rois, class_ids, scores, masks):
     """COCO result dicts of one image's detections, recorded under each COCO image id in ``image_ids``.
 
@@ -253,8 +279,16 @@ def build_coco_results(dataset, image_ids, rois, class_ids, scores, masks):
         return []
     results = []
     for image_id in image_ids:
-        results.extend(detections_to_coco(image_id, rois, class_ids, scores, masks,
-                                          category_ids=lambda c: dataset.get_source_class_id(c, "coco")))
+        results.extend(
+            detections_to_coco(
+                image_id,
+                rois,
+                class_ids,
+                scores,
+                masks,
+                category_ids=lambda c: dataset.get_source_class_id(c, "coco"),
+            )
+        )
     return results
 
 
@@ -280,12 +314,17 @@ def evaluate_coco(model, dataset, coco, eval_type="bbox", limit=0, image_ids=Non
         t = time.time()
         r = model.detect([image], verbose=0)[0]
         prediction_time += time.time() - t
-        results.extend(build_coco_results(dataset, coco_image_ids[i:i + 1], r["rois"], r["class_ids"],
-                                          r["scores"], r["masks"]))
+        results.extend(
+            build_coco_results(
+                dataset, coco_image_ids[i : i + 1], r["rois"], r["class_ids"], r["scores"], r["masks"]
+            )
+        )
         progress.add(1)
     metrics = coco_metrics(coco, results, eval_type, image_ids=coco_image_ids, verbose=True)
-    print(f"Prediction time: {prediction_time:.2f} s. Average {prediction_time / max(len(image_ids), 1):.3f}"
-          " s/image")
+    print(
+        f"Prediction time: {prediction_time:.2f} s. Average {prediction_time / max(len(image_ids), 1):.3f}"
+        " s/image"
+    )
     print(f"Total time: {time.time() - start:.2f} s")
     return metrics
 
@@ -293,6 +332,7 @@ def evaluate_coco(model, dataset, coco, eval_type="bbox", limit=0, image_ids=Non
 ############################################################
 #  Training
 ############################################################
+
 
 def train(model, dataset_dir, year, download=False, epochs=DEFAULT_EPOCHS):
     """Matterport's schedule: heads to epochs[0] at LEARNING_RATE, 4+ to epochs[1], all to epochs[2] at
@@ -312,16 +352,24 @@ def train(model, dataset_dir, year, download=False, epochs=DEFAULT_EPOCHS):
     dataset_val.prepare()
     augmentation = augment.Fliplr(0.5)
     learning_rate = model.config.LEARNING_RATE
-    for stage, (layers, rate) in enumerate([("heads", learning_rate), ("4+", learning_rate),
-                                            ("all", learning_rate / 10)]):
+    for stage, (layers, rate) in enumerate(
+        [("heads", learning_rate), ("4+", learning_rate), ("all", learning_rate / 10)]
+    ):
         print(f"Training stage {stage + 1}: {layers} to epoch {epochs[stage]}")
-        model.train(dataset_train, dataset_val, learning_rate=rate, epochs=epochs[stage], layers=layers,
-                    augmentation=augmentation)
+        model.train(
+            dataset_train,
+            dataset_val,
+            learning_rate=rate,
+            epochs=epochs[stage],
+            layers=layers,
+            augmentation=augmentation,
+        )
 
 
 ############################################################
 #  Command line
 ############################################################
+
 
 def _parse_bool(text):
     value = str(text).strip().lower()
@@ -338,8 +386,9 @@ def _parse_epochs(text):
     except ValueError:
         epochs = ()
     if len(epochs) != 3 or not 0 < epochs[0] <= epochs[1] <= epochs[2]:
-        raise argparse.ArgumentTypeError(f"--epochs takes three increasing end epochs like 40,120,160, got "
-                                         f"{text!r}")
+        raise argparse.ArgumentTypeError(
+            f"--epochs takes three increasing end epochs like 40,120,160, got {text!r}"
+        )
     return epochs
 
 
@@ -357,8 +406,9 @@ def weights_path(model, choice):
     if key == "none":
         return None
     if not os.path.isfile(choice):
-        raise FileNotFoundError(f"--model {choice!r}: no such weights file (or use coco, last, imagenet, "
-                                "none).")
+        raise FileNotFoundError(
+            f"--model {choice!r}: no such weights file (or use coco, last, imagenet, none)."
+        )
     return choice
 
 
@@ -366,24 +416,61 @@ def main(argv=None):
     """Command line: ``train`` or ``evaluate`` (see ``--help``); returns the exit code."""
     parser = argparse.ArgumentParser(description="Train Mask R-CNN on MS COCO or evaluate it.")
     parser.add_argument("command", metavar="<command>", help="'train' or 'evaluate' on MS COCO")
-    parser.add_argument("--dataset", required=True, metavar="/path/to/coco/",
-                        help="Directory of the MS-COCO dataset")
-    parser.add_argument("--year", default=DEFAULT_DATASET_YEAR, metavar="<year>",
-                        help=f"Year of the MS-COCO dataset (2014 or 2017) (default={DEFAULT_DATASET_YEAR})")
-    parser.add_argument("--model", required=True, metavar="/path/to/weights.h5",
-                        help="Path to weights .h5 file or 'coco', 'last', 'imagenet', 'none'")
-    parser.add_argument("--logs", default=DEFAULT_LOGS_DIR, metavar="/path/to/logs/",
-                        help="Logs and checkpoints directory (default=logs/)")
-    parser.add_argument("--limit", type=int, default=500, metavar="<image count>",
-                        help="Images to use for evaluation (default=500)")
-    parser.add_argument("--download", type=_parse_bool, default=False, metavar="<True|False>",
-                        help="Automatically download and unzip MS-COCO files (default=False)")
-    parser.add_argument("--epochs", type=_parse_epochs, default=DEFAULT_EPOCHS, metavar="H,F,A",
-                        help="End epochs of the heads, 4+ and all stages (default=40,120,160)")
-    parser.add_argument("--config", action="append", default=[], metavar="KEY=VALUE",
-                        help="Override a Config attribute (repeatable), e.g. IMAGE_MAX_DIM=512")
-    parser.add_argument("--eval-type", choices=("bbox", "segm"), default="bbox",
-                        help="COCOeval type for 'evaluate' (default=bbox)")
+    parser.add_argument(
+        "--dataset", required=True, metavar="/path/to/coco/", help="Directory of the MS-COCO dataset"
+    )
+    parser.add_argument(
+        "--year",
+        default=DEFAULT_DATASET_YEAR,
+        metavar="<year>",
+        help=f"Year of the MS-COCO dataset (2014 or 2017) (default={DEFAULT_DATASET_YEAR})",
+    )
+    parser.add_argument(
+        "--model",
+        required=True,
+        metavar="/path/to/weights.h5",
+        help="Path to weights .h5 file or 'coco', 'last', 'imagenet', 'none'",
+    )
+    parser.add_argument(
+        "--logs",
+        default=DEFAULT_LOGS_DIR,
+        metavar="/path/to/logs/",
+        help="Logs and checkpoints directory (default=logs/)",
+    )
+    parser.add_argument(
+        "--limit",
+        type=int,
+        default=500,
+        metavar="<image count>",
+        help="Images to use for evaluation (default=500)",
+    )
+    parser.add_argument(
+        "--download",
+        type=_parse_bool,
+        default=False,
+        metavar="<True|False>",
+        help="Automatically download and unzip MS-COCO files (default=False)",
+    )
+    parser.add_argument(
+        "--epochs",
+        type=_parse_epochs,
+        default=DEFAULT_EPOCHS,
+        metavar="H,F,A",
+        help="End epochs of the heads, 4+ and all stages (default=40,120,160)",
+    )
+    parser.add_argument(
+        "--config",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="Override a Config attribute (repeatable), e.g. IMAGE_MAX_DIM=512",
+    )
+    parser.add_argument(
+        "--eval-type",
+        choices=("bbox", "segm"),
+        default="bbox",
+        help="COCOeval type for 'evaluate' (default=bbox)",
+    )
     args = parser.parse_args(argv)
     if args.command not in ("train", "evaluate"):
         print(f"'{args.command}' is not recognized. Use 'train' or 'evaluate'")
@@ -406,8 +493,9 @@ def main(argv=None):
     else:
         dataset_val = CocoDataset()
         val_type = "val" if str(args.year) == "2017" else "minival"
-        coco = dataset_val.load_coco(args.dataset, val_type, year=args.year, return_coco=True,
-                                     auto_download=args.download)
+        coco = dataset_val.load_coco(
+            args.dataset, val_type, year=args.year, return_coco=True, auto_download=args.download
+        )
         dataset_val.prepare()
         print(f"Running COCO evaluation on {args.limit} images.")
         evaluate_coco(model, dataset_val, coco, args.eval_type, limit=args.limit)

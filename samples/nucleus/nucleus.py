@@ -15,6 +15,7 @@ Usage (run from anywhere):
 ``detect`` writes ``<results>/submit_YYYYmmddTHHMMSS/submit.csv`` (header ``ImageId,EncodedPixels``,
 one run-length-encoded nucleus a line, no pixel in two nuclei) and a PNG of the detections per image.
 """
+
 import argparse
 import datetime
 import os
@@ -120,9 +121,13 @@ class NucleusDataset(MaskFolderDataset):
         folder = os.path.join(dataset_dir, "stage1_train" if subset in ("train", "val") else subset)
         if not os.path.isdir(folder):
             raise FileNotFoundError(f"nucleus subset {subset!r}: folder {folder!r} not found")
-        self.load_mask_folder(folder, class_name="nucleus", source="nucleus",
-                              image_ids=VAL_IMAGE_IDS if subset == "val" else None,
-                              exclude_ids=VAL_IMAGE_IDS if subset == "train" else ())
+        self.load_mask_folder(
+            folder,
+            class_name="nucleus",
+            source="nucleus",
+            image_ids=VAL_IMAGE_IDS if subset == "val" else None,
+            exclude_ids=VAL_IMAGE_IDS if subset == "train" else (),
+        )
 
     def image_reference(self, image_id):
         """The Kaggle ImageId of the image."""
@@ -138,8 +143,14 @@ def default_augmentation():
     """Flips, quarter turns and brightness/contrast (Matterport used imgaug; mrcnn.augment needs none)."""
     from mrcnn import augment
 
-    return augment.Sequential([augment.Fliplr(0.5), augment.Flipud(0.5), augment.Rot90(0.5),
-                               augment.Sometimes(0.5, augment.BrightnessContrast())])
+    return augment.Sequential(
+        [
+            augment.Fliplr(0.5),
+            augment.Flipud(0.5),
+            augment.Rot90(0.5),
+            augment.Sometimes(0.5, augment.BrightnessContrast()),
+        ]
+    )
 
 
 def train(model, dataset_dir, subset, val_subset=None, epochs=(20, 40), augmentation="default"):
@@ -158,15 +169,29 @@ def train(model, dataset_dir, subset, val_subset=None, epochs=(20, 40), augmenta
     dataset_val.prepare()
     if augmentation == "default":
         augmentation = default_augmentation()
-    print(f"Training on {dataset_train.num_images} images of {subset!r}, validating on "
-          f"{dataset_val.num_images} of {val_subset!r}")
+    print(
+        f"Training on {dataset_train.num_images} images of {subset!r}, validating on "
+        f"{dataset_val.num_images} of {val_subset!r}"
+    )
     learning_rate = model.config.LEARNING_RATE
     print("Train network heads")
-    model.train(dataset_train, dataset_val, learning_rate=learning_rate, epochs=epochs[0],
-                augmentation=augmentation, layers="heads")
+    model.train(
+        dataset_train,
+        dataset_val,
+        learning_rate=learning_rate,
+        epochs=epochs[0],
+        augmentation=augmentation,
+        layers="heads",
+    )
     print("Train all layers")
-    model.train(dataset_train, dataset_val, learning_rate=learning_rate, epochs=epochs[1],
-                augmentation=augmentation, layers="all")
+    model.train(
+        dataset_train,
+        dataset_val,
+        learning_rate=learning_rate,
+        epochs=epochs[1],
+        augmentation=augmentation,
+        layers="all",
+    )
 
 
 ############################################################
@@ -260,9 +285,18 @@ def detect(model, dataset_dir, subset, results_dir=RESULTS_DIR):
         lines.append(mask_to_rle(name, r["masks"], r["scores"]))
         height, width = image.shape[:2]
         fig, ax = plt.subplots(1, figsize=(width / 80, height / 80))
-        visualize.display_instances(image, r["rois"], r["masks"], r["class_ids"], dataset.class_names,
-                                    r["scores"], ax=ax, show_bbox=False, show_mask=False,
-                                    title=f"{len(r['class_ids'])} nuclei")
+        visualize.display_instances(
+            image,
+            r["rois"],
+            r["masks"],
+            r["class_ids"],
+            dataset.class_names,
+            r["scores"],
+            ax=ax,
+            show_bbox=False,
+            show_mask=False,
+            title=f"{len(r['class_ids'])} nuclei",
+        )
         fig.savefig(os.path.join(submit_dir, f"{name}.png"), dpi=80)
         plt.close(fig)
     path = os.path.join(submit_dir, "submit.csv")
@@ -279,23 +313,45 @@ def detect(model, dataset_dir, subset, results_dir=RESULTS_DIR):
 
 def build_parser():
     parser = argparse.ArgumentParser(description="Mask R-CNN for nuclei counting and segmentation")
-    parser.add_argument("command", choices=["train", "detect"], metavar="<command>",
-                        help="'train' or 'detect'")
+    parser.add_argument(
+        "command", choices=["train", "detect"], metavar="<command>", help="'train' or 'detect'"
+    )
     parser.add_argument("--dataset", metavar="/path/to/dataset/", help="root folder of the dataset")
-    parser.add_argument("--weights", required=True, metavar="coco|last|imagenet|none|PATH",
-                        help=sample_utils.WEIGHTS_HELP)
-    parser.add_argument("--logs", default=DEFAULT_LOGS_DIR, metavar="/path/to/logs/",
-                        help="logs and checkpoints directory (default: logs/ in the repository)")
-    parser.add_argument("--subset", metavar="NAME",
-                        help="train: train (default), stage1_train, ...; detect: the sub-folder to run on")
-    parser.add_argument("--val-subset", default=None,
-                        help="validation subset for train (default: val for --subset train, else the subset)")
-    parser.add_argument("--epochs", type=int, nargs=2, default=[20, 40], metavar=("HEADS", "ALL"),
-                        help="last epoch of the heads stage and of the all-layers stage (default 20 40)")
-    parser.add_argument("--results", default=RESULTS_DIR,
-                        help="detect output folder (default: results/nucleus in the repository)")
-    parser.add_argument("--config", action="append", default=[], metavar="NAME=VALUE",
-                        help=sample_utils.CONFIG_HELP)
+    parser.add_argument(
+        "--weights", required=True, metavar="coco|last|imagenet|none|PATH", help=sample_utils.WEIGHTS_HELP
+    )
+    parser.add_argument(
+        "--logs",
+        default=DEFAULT_LOGS_DIR,
+        metavar="/path/to/logs/",
+        help="logs and checkpoints directory (default: logs/ in the repository)",
+    )
+    parser.add_argument(
+        "--subset",
+        metavar="NAME",
+        help="train: train (default), stage1_train, ...; detect: the sub-folder to run on",
+    )
+    parser.add_argument(
+        "--val-subset",
+        default=None,
+        help="validation subset for train (default: val for --subset train, else the subset)",
+    )
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        nargs=2,
+        default=[20, 40],
+        metavar=("HEADS", "ALL"),
+        help="last epoch of the heads stage and of the all-layers stage (default 20 40)",
+    )
+    parser.add_argument(
+        "--results",
+        default=RESULTS_DIR,
+        help="detect output folder (default: results/nucleus in the repository)",
+    )
+    parser.add_argument(
+        "--config", action="append", default=[], metavar="NAME=VALUE", help=sample_utils.CONFIG_HELP
+    )
     return parser
 
 
