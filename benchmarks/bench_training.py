@@ -210,7 +210,7 @@ def layer_flops(layer, inputs, outputs):
     return 0
 
 
-def count_training_flops(keras_model, inputs):
+def count_training_flops(keras_model, config, inputs):
     """Floating-point operations of one training step of ours on ``inputs``, counted per layer.
 
     Runs the training graph once eagerly and records, for every Conv2D, Conv2DTranspose and Dense layer
@@ -276,14 +276,14 @@ def count_training_flops(keras_model, inputs):
         if "mrcnn_mask" in keras_model.output_names
         else None
     )
-    skipped_backward = 2 * sparse_forward * (1.0 - active_anchor_positions(keras_model, inputs))
+    skipped_backward = 2 * sparse_forward * (1.0 - active_anchor_positions(keras_model, config, inputs))
     return 3 * sum(stages.values()) - first_conv - skipped_backward, stages, positives
 
 
-def active_anchor_positions(keras_model, inputs):
+def active_anchor_positions(keras_model, config, inputs):
     """Share of the RPN's feature-map positions (all levels and images) holding a sampled anchor."""
     rpn_match = np.asarray(inputs[[t.name for t in keras_model.inputs].index("input_rpn_match")])
-    anchors_per_position = len(keras_model.mrcnn_config.RPN_ANCHOR_RATIOS)
+    anchors_per_position = len(config.RPN_ANCHOR_RATIOS)
     sampled = rpn_match.reshape(rpn_match.shape[0], -1, anchors_per_position) != 0
     return float(sampled.any(axis=-1).mean())
 
@@ -520,7 +520,9 @@ def flops_report(args, ours, peer, timed_from, ours_step_s, peer_step_s):
     FLOP/s they imply at the median step times, and this machine's convolution throughput for scale."""
     print("counting training FLOPs and measuring the convolution throughput ...", flush=True)
     indices = list(range(timed_from, timed_from + args.steps))[-3:]
-    counts = [count_training_flops(ours.model.keras_model, ours.batches[i]) for i in indices]
+    counts = [
+        count_training_flops(ours.model.keras_model, ours.model.config, ours.batches[i]) for i in indices
+    ]
     flops = float(np.mean([c[0] for c in counts]))
     forward = {stage: float(np.mean([c[1][stage] for c in counts])) for stage in counts[0][1]}
     result = {

@@ -11,14 +11,16 @@ import math
 
 import numpy as np
 
-RESIZE_MODES = ("none", "square", "pad64", "crop")
+from mrcnn.transform.image_meta import image_meta_size
+from mrcnn.transform.resizing import RESIZE_MODES
 
 
 class Config:
     """Base configuration. Override attributes in a subclass; derived values are computed in ``__init__``.
 
     Derived attributes: ``BATCH_SIZE = IMAGES_PER_GPU * GPU_COUNT``; ``IMAGE_SHAPE`` = [MIN_DIM, MIN_DIM, C]
-    in "crop" mode else [MAX_DIM, MAX_DIM, C]; ``IMAGE_META_SIZE = 1 + 3 + 3 + 4 + 1 + NUM_CLASSES``.
+    in "crop" mode else [MAX_DIM, MAX_DIM, C]; ``IMAGE_META_SIZE`` = 12 + NUM_CLASSES (the layout is in
+    ``mrcnn.transform.image_meta``).
     """
 
     # Experiment name, used (lower-cased) in log directory and checkpoint names.
@@ -120,7 +122,7 @@ class Config:
         else:
             side = self.IMAGE_MAX_DIM
         self.IMAGE_SHAPE = np.array([side, side, self.IMAGE_CHANNEL_COUNT])
-        self.IMAGE_META_SIZE = 1 + 3 + 3 + 4 + 1 + self.NUM_CLASSES
+        self.IMAGE_META_SIZE = image_meta_size(self.NUM_CLASSES)
         self.validate()
 
     def validate(self):

@@ -18,12 +18,21 @@ without it they draw from numpy's global state (seed with ``np.random.seed``), a
 import logging
 import math
 import os
-import random
 
 import keras
 import numpy as np
 
 from mrcnn import augment, utils
+from mrcnn.transform import (  # noqa: F401  (re-exported: Matterport's names)
+    check_pixels,
+    compose_image_meta,
+    minimize_mask,
+    mold_image,
+    parse_image_meta,
+    resize_image,
+    resize_mask,
+    unmold_image,
+)
 
 __all__ = [
     "INPUT_NAMES",
@@ -75,118 +84,6 @@ def _generator(rng):
     if rng is not None:
         return rng
     return np.random.default_rng(np.random.randint(0, 2**31 - 1))
-
-
-############################################################
-#  Image metas and molding
-############################################################
-
-
-def compose_image_meta(image_id, original_image_shape, image_shape, window, scale, active_class_ids):
-    """Pack image attributes into one 1-D float64 array of length 12 + NUM_CLASSES.
-
-    Layout: [image_id, original H, W, C, molded H, W, C, window y1, x1, y2, x2 (pixels of the molded
-    image), scale, active_class_ids...] where active_class_ids[i] = 1 if class i is in the image's source.
-    """
-    original_image_shape = list(original_image_shape)
-    image_shape = list(image_shape)
-    window = list(window)
-    if len(original_image_shape) != 3 or len(image_shape) != 3 or len(window) != 4:
-        raise ValueError(
-            "compose_image_meta needs 3-element image shapes (H, W, C) and a 4-element window (y1, x1, y2, "
-            f"x2); got {original_image_shape}, {image_shape}, {window}"
-        )
-    return np.array(
-        [image_id] + original_image_shape + image_shape + window + [scale] + list(active_class_ids),
-        dtype=np.float64,
-    )
-
-
-def parse_image_meta(meta):
-    """Split metas [batch, 12 + NUM_CLASSES] (see ``compose_image_meta``) into a dict of numpy arrays.
-
-    Keys: image_id int32 [B], original_image_shape int32 [B, 3], image_shape int32 [B, 3],
-    window int32 [B, 4], scale float32 [B], active_class_ids int32 [B, NUM_CLASSES].
-    """
-    meta = np.asarray(meta)
-    if meta.ndim != 2 or meta.shape[1] < 12:
-        raise ValueError(
-            f"parse_image_meta expects metas of shape [batch, 12 + NUM_CLASSES], got "
-            f"{meta.shape}; for a single meta use meta[np.newaxis]"
-        )
-    return {
-        "image_id": meta[:, 0].astype(np.int32),
-        "original_image_shape": meta[:, 1:4].astype(np.int32),
-        "image_shape": meta[:, 4:7].astype(np.int32),
-        "window": meta[:, 7:11].astype(np.int32),
-        "scale": meta[:, 11].astype(np.float32),
-        "active_class_ids": meta[:, 12:].astype(np.int32),
-    }
-
-
-def check_pixels(images, config, what="image"):
-    """Raise if the pixels of ``images`` ([..., C] array) cannot be what the network expects.
-
-    TypeError for bool or non-numeric dtypes. ValueError for NaN or infinite values and, when
-    ``config.MEAN_PIXEL`` is on the 0..255 scale (any mean > 1, as the default), for pixels outside
-    0..255 (16-bit images), for float images whose values all lie in [0, 1] (scaled to 0..1) and for
-    negative float pixels (already molded images). uint8 images pass without a scan. ``what`` names the
-    image in the message. Returns the images as an array.
-    """
-    images = np.asarray(images)
-    if images.dtype == np.uint8:
-        return images
-    if (
-        images.dtype == bool
-        or not np.issubdtype(images.dtype, np.number)
-        or np.issubdtype(images.dtype, np.complexfloating)
-    ):
-        raise TypeError(f"{what} has dtype {images.dtype}; give uint8 (0..255) or float pixels.")
-    if images.size == 0:
-        return images
-    if np.issubdtype(images.dtype, np.floating) and not np.all(np.isfinite(images)):
-        raise ValueError(f"{what} contains NaN or infinite pixels; fix or drop the image.")
-    if np.max(np.asarray(config.MEAN_PIXEL)) <= 1:
-        return images
-    low, high = images.min(), images.max()
-    if np.issubdtype(images.dtype, np.integer) and (low < 0 or high > 255):
-        raise ValueError(
-            f"{what} has {images.dtype} pixels in {low}..{high}, outside 0..255 (the scale of MEAN_PIXEL); "
-            "convert to uint8 first, e.g. (image // 257).astype(np.uint8) for 16-bit images."
-        )
-    if np.issubdtype(images.dtype, np.floating):
-        if low < -1 or high > 256:
-            raise ValueError(
-                f"{what} has float pixels in {low:.4g}..{high:.4g}, outside 0..255 (the scale of "
-                "MEAN_PIXEL); give raw pixels (not images already molded with mold_image) in 0..255."
-            )
-        if 0 < high <= 1:
-            raise ValueError(
-                f"{what} has float pixels in {low:.4g}..{high:.4g}: it looks scaled to 0..1 but MEAN_PIXEL "
-                "is on the 0..255 scale; multiply by 255 (or set MEAN_PIXEL to your pixel scale)."
-            )
-    return images
-
-
-def mold_image(images, config):
-    """Subtract ``config.MEAN_PIXEL``: images [..., C] of any dtype -> float32 [..., C].
-
-    The pixels are checked first with ``check_pixels`` (ValueError / TypeError for NaN, 16-bit, 0..1
-    float or already molded images). Fix: Matterport's result is float64 (its MEAN_PIXEL is float64);
-    this one is float32, the graph's dtype.
-    """
-    images = check_pixels(images, config, "mold_image input")
-    return np.asarray(images, dtype=np.float32) - np.asarray(config.MEAN_PIXEL, dtype=np.float32)
-
-
-def unmold_image(normalized_images, config):
-    """Inverse of ``mold_image``: add ``config.MEAN_PIXEL`` and return uint8.
-
-    Fix: values are rounded and clipped to 0..255 (Matterport truncates, so x -> mold -> unmold could give
-    x - 1, and out-of-range values wrapped around).
-    """
-    images = np.asarray(normalized_images, dtype=np.float32) + np.asarray(config.MEAN_PIXEL, dtype=np.float32)
-    return np.clip(np.rint(images), 0, 255).astype(np.uint8)
 
 
 ############################################################
@@ -296,14 +193,15 @@ def load_image_gt(
         dataset.load_image(image_id), *dataset.load_mask(image_id), image_id, config
     )
     original_shape = image.shape
-    image, window, scale, padding, crop = utils.resize_image(
+    image, window, scale, padding, crop = resize_image(
         image,
         min_dim=config.IMAGE_MIN_DIM,
         min_scale=config.IMAGE_MIN_SCALE,
         max_dim=config.IMAGE_MAX_DIM,
         mode=config.IMAGE_RESIZE_MODE,
+        rng=rng,
     )
-    mask = utils.resize_mask(mask, scale, padding, crop)
+    mask = resize_mask(mask, scale, padding, crop)
 
     if augment:
         logger.warning(
@@ -328,7 +226,7 @@ def load_image_gt(
     active_class_ids[source_class_ids] = 1
 
     if use_mini_mask:
-        mask = utils.minimize_mask(bbox, mask, config.MINI_MASK_SHAPE)
+        mask = minimize_mask(bbox, mask, config.MINI_MASK_SHAPE)
     image_meta = compose_image_meta(image_id, original_shape, image.shape, window, scale, active_class_ids)
     return image, image_meta, class_ids, bbox, mask
 
@@ -830,7 +728,7 @@ class MaskRCNNSequence(keras.utils.PyDataset):
             raise IndexError(f"batch index {index} out of range for {self.steps} steps")
         rng = np.random.default_rng([self.seed, self.epoch, index])
         if os.getpid() != self._owner_pid:
-            random.seed(int(rng.integers(2**63)))
+            # User augmentation callables and imgaug may draw from numpy's global state.
             np.random.seed(int(rng.integers(2**32)))
         order = self._order
         tracker = _SkipTracker(len(order))

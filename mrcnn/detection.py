@@ -14,8 +14,8 @@ from mrcnn.graph_ops import (
     apply_box_deltas_graph,
     clip_boxes_graph,
     norm_boxes_graph,
-    parse_image_meta_graph,
 )
+from mrcnn.transform import parse_image_meta_graph
 
 
 def _pairwise_iou(boxes):

@@ -323,8 +323,8 @@ class EvaluationCallback(keras.callbacks.Callback):
     """Evaluate the model being trained every ``every`` epochs with ``evaluate_coco``.
 
     dataset: a prepared ``Dataset`` (e.g. the validation set); image_ids / limit: which images.
-    config: the ``Config`` of the inference model; default: the training model's ``mrcnn_config``
-    attribute (set by ``MaskRCNN``), so pass it explicitly with a bare Keras model.
+    config: the ``Config`` of the inference model; ``MaskRCNN.train`` fills in its own config when the
+    callback has none, so pass it explicitly only when training a bare Keras model.
     At the end of every ``every``-th epoch an inference ``MaskRCNN`` (built once, then cached) gets the
     training model's weights by layer name and is evaluated. ``val_bbox_AP``, ``val_bbox_AP50``,
     ``val_bbox_AP75``, the same for segm, and ``val_mAP50_voc`` are added to ``logs`` (the progress bar
@@ -351,7 +351,7 @@ class EvaluationCallback(keras.callbacks.Callback):
         if self._inference is None:
             from mrcnn.model import MaskRCNN
 
-            config = self.config or getattr(self.model, "mrcnn_config", None)
+            config = self.config
             if config is None:
                 raise ValueError(
                     "EvaluationCallback cannot find the model's configuration: pass "

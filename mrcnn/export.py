@@ -4,9 +4,10 @@
 ``tf.saved_model.load`` in a process without mrcnn) runs on raw images. Its ``serving_default``
 signature takes ``images``: uint8 [batch, height, width, IMAGE_CHANNEL_COUNT] (any height and width;
 the images of one call share a size) and does in TensorFlow what ``MaskRCNN.detect`` does in numpy:
-the resize of ``IMAGE_RESIZE_MODE`` ("square", "pad64" or "none"; same bilinear arithmetic as
-``utils.resize_image``), the MEAN_PIXEL subtraction, the padding, the image metas, the anchors of the
-molded shape, and ``unmold_detections``. Outputs (N = DETECTION_MAX_INSTANCES, rows past
+the resize of ``IMAGE_RESIZE_MODE`` ("square", "pad64" or "none"), the MEAN_PIXEL subtraction, the
+padding, the image metas, the anchors of the molded shape, and ``unmold_detections``: the TensorFlow
+forms in ``mrcnn.transform``, held equal to ``detect()``'s numpy forms by ``tests/test_transform.py``.
+Outputs (N = DETECTION_MAX_INSTANCES, rows past
 ``num_detections`` are zero):
 
 - ``boxes`` float32 [batch, N, 4]: (y1, x1, y2, x2) integer pixel boxes of the input image, y2/x2
@@ -27,133 +28,15 @@ import numpy as np
 import tensorflow as tf
 
 from mrcnn import cpu_kernels, utils
+from mrcnn.transform import mold_images_graph, paste_masks_graph, unmold_boxes_graph
 
 MASK_FORMS = ("full", "boxes", "both")
 SUPPORTED_RESIZE_MODES = ("square", "pad64", "none")
 
 
 ############################################################
-#  Pre-processing (mold_inputs in TensorFlow)
+#  Pre- and post-processing: mrcnn.transform's TensorFlow forms, plus the anchors of a molded size
 ############################################################
-
-
-def _resize_scale(height, width, config):
-    """``utils.resize_image``'s scale for an image of (height, width): float64 scalar tensor."""
-    height = tf.cast(height, tf.float64)
-    width = tf.cast(width, tf.float64)
-    mode = config.IMAGE_RESIZE_MODE
-    scale = tf.constant(1.0, tf.float64)
-    if mode == "none":
-        return scale
-    if config.IMAGE_MIN_DIM:
-        scale = tf.maximum(scale, float(config.IMAGE_MIN_DIM) / tf.minimum(height, width))
-    if config.IMAGE_MIN_SCALE:
-        scale = tf.maximum(scale, float(config.IMAGE_MIN_SCALE))
-    if mode == "square" and config.IMAGE_MAX_DIM:
-        image_max = tf.maximum(height, width)
-        scale = tf.where(
-            tf.round(image_max * scale) > float(config.IMAGE_MAX_DIM),
-            float(config.IMAGE_MAX_DIM) / image_max,
-            scale,
-        )
-    return scale
-
-
-def _linear_taps(in_size, out_size):
-    """Sample positions and weights of a pixel-centre-aligned linear resample of one axis.
-
-    Output sample i reads input coordinate c = (i + 0.5) * in / out - 0.5 (float64). Returns (low, w0,
-    w1): int32 indices of the two taps into the axis extended by one zero sample on each side, and their
-    weights 1 - frac(c) and 1 - (1 - frac(c)) (scipy's order-1 spline weights, bit for bit).
-    """
-    coords = (tf.range(out_size, dtype=tf.float64) + 0.5) * (
-        tf.cast(in_size, tf.float64) / tf.cast(out_size, tf.float64)
-    ) - 0.5
-    low = tf.floor(coords)
-    w0 = 1.0 - (coords - low)
-    return tf.cast(low, tf.int32) + 1, w0, 1.0 - w0
-
-
-def _resize_like_skimage(images, out_height, out_width):
-    """Bilinear resize of uint8 images [B, H, W, C] like ``utils.resize(..., preserve_range=True)``
-    followed by the rounding back to uint8 of ``utils.resize_image``.
-
-    The arithmetic is that of ``scipy.ndimage.zoom(order=1, grid_mode=True, mode="constant")`` (the
-    kernel of ``skimage.transform.resize``): float64, zeros outside the image, the four taps summed in
-    scipy's order; then each image is clipped to its own value range and rounded half to even. Returns
-    float32 [B, out_height, out_width, C] holding integers 0..255.
-    """
-    values = tf.cast(images, tf.float64)
-    shape = tf.shape(images)
-    y_low, wy0, wy1 = _linear_taps(shape[1], out_height)
-    x_low, wx0, wx1 = _linear_taps(shape[2], out_width)
-    padded = tf.pad(values, [[0, 0], [1, 1], [1, 1], [0, 0]])
-    top = tf.gather(padded, y_low, axis=1)
-    bottom = tf.gather(padded, y_low + 1, axis=1)
-    wy0 = wy0[None, :, None, None]
-    wy1 = wy1[None, :, None, None]
-    wx0 = wx0[None, None, :, None]
-    wx1 = wx1[None, None, :, None]
-    resized = (
-        tf.gather(top, x_low, axis=2) * wy0 * wx0
-        + tf.gather(top, x_low + 1, axis=2) * wy0 * wx1
-        + tf.gather(bottom, x_low, axis=2) * wy1 * wx0
-        + tf.gather(bottom, x_low + 1, axis=2) * wy1 * wx1
-    )
-    low = tf.reduce_min(values, axis=[1, 2, 3], keepdims=True)
-    high = tf.reduce_max(values, axis=[1, 2, 3], keepdims=True)
-    resized = tf.clip_by_value(resized, low, high)
-    return tf.cast(tf.clip_by_value(tf.round(resized), 0.0, 255.0), tf.float32)
-
-
-def mold_images_graph(images, config):
-    """``MaskRCNN.mold_inputs`` for a batch of same-size images, in TensorFlow.
-
-    images: uint8 [B, H, W, C]. Returns (molded float32 [B, h, w, C] with MEAN_PIXEL subtracted and
-    zero-padded before the subtraction, metas float32 [B, IMAGE_META_SIZE] (``compose_image_meta``
-    layout, image id 0, no active classes), window int32 [4] pixel window (y1, x1, y2, x2) of the
-    resized image in the molded one, y2/x2 exclusive).
-    """
-    mode = config.IMAGE_RESIZE_MODE
-    shape = tf.shape(images)
-    batch, height, width, channels = shape[0], shape[1], shape[2], shape[3]
-    scale = _resize_scale(height, width, config)
-    if mode == "none":
-        pixels = tf.cast(images, tf.float32)
-        new_h, new_w = height, width
-    else:
-        new_h = tf.cast(tf.round(tf.cast(height, tf.float64) * scale), tf.int32)
-        new_w = tf.cast(tf.round(tf.cast(width, tf.float64) * scale), tf.int32)
-        pixels = tf.cond(
-            tf.equal(scale, 1.0),
-            lambda: tf.cast(images, tf.float32),
-            lambda: _resize_like_skimage(images, new_h, new_w),
-        )
-    if mode == "square":
-        full_h = full_w = tf.constant(int(config.IMAGE_MAX_DIM), tf.int32)
-    elif mode == "pad64":
-        full_h = (new_h + 63) // 64 * 64
-        full_w = (new_w + 63) // 64 * 64
-    else:
-        full_h, full_w = new_h, new_w
-    top = (full_h - new_h) // 2
-    left = (full_w - new_w) // 2
-    pixels = tf.pad(pixels, [[0, 0], [top, full_h - new_h - top], [left, full_w - new_w - left], [0, 0]])
-    mean = tf.constant(np.asarray(config.MEAN_PIXEL, dtype=np.float32).reshape(-1))
-    molded = pixels - mean
-    window = tf.stack([top, left, top + new_h, left + new_w])
-    meta = tf.concat(
-        [
-            tf.zeros([1], tf.float32),
-            tf.cast(tf.stack([height, width, channels, full_h, full_w, channels]), tf.float32),
-            tf.cast(window, tf.float32),
-            tf.cast(scale, tf.float32)[None],
-            tf.zeros([int(config.NUM_CLASSES)], tf.float32),
-        ],
-        axis=0,
-    )
-    metas = tf.tile(meta[None], [batch, 1])
-    return molded, metas, window
 
 
 def _check_backbone_shapes(config):
@@ -195,62 +78,6 @@ def anchors_graph(molded_height, molded_width, config):
     norm_scale = tf.stack([height - 1.0, width - 1.0, height - 1.0, width - 1.0])
     norm_shift = tf.constant([0.0, 0.0, 1.0, 1.0], tf.float64)
     return tf.cast((anchors - norm_shift) / norm_scale, tf.float32)
-
-
-############################################################
-#  Post-processing (unmold_detections in TensorFlow)
-############################################################
-
-
-def unmold_boxes_graph(boxes, window, molded_shape, image_shape):
-    """Normalized boxes of the molded image [B, N, 4] -> float32 integer-valued pixel boxes of the
-    input image, with the float32/float64 steps of ``MaskRCNN.unmold_detections`` (so the rounding
-    agrees with ``detect()``). window: int32 [4] pixels of the molded image; shapes: (height, width)."""
-    window_norm = tf.cast(
-        (tf.cast(window, tf.float64) - tf.constant([0.0, 0.0, 1.0, 1.0], tf.float64))
-        / tf.cast(tf.stack([molded_shape[0] - 1, molded_shape[1] - 1] * 2), tf.float64),
-        tf.float32,
-    )
-    wy1, wx1, wy2, wx2 = tf.unstack(window_norm)
-    shift = tf.stack([wy1, wx1, wy1, wx1])
-    scale = tf.stack([wy2 - wy1, wx2 - wx1, wy2 - wy1, wx2 - wx1])
-    boxes = (tf.cast(boxes, tf.float32) - shift) / scale
-    pixel_scale = tf.cast(tf.stack([image_shape[0] - 1, image_shape[1] - 1] * 2), tf.float64)
-    pixels = tf.cast(boxes, tf.float64) * pixel_scale + tf.constant([0.0, 0.0, 1.0, 1.0], tf.float64)
-    return tf.cast(tf.round(pixels), tf.float32)
-
-
-def _paste_weights(starts, stops, size, length):
-    """Bilinear weights [B, N, length, size + 2] taking a zero-padded mask axis of ``size`` samples to
-    pixels 0..length-1 of the image, for boxes spanning [starts, stops) ([B, N] float32 integers);
-    zero outside the box (``model._interpolation_matrix`` for every pixel of the image at once)."""
-    pixels = tf.range(length, dtype=tf.float64)[None, None, :]
-    starts = tf.cast(starts, tf.float64)[..., None]
-    stops = tf.cast(stops, tf.float64)[..., None]
-    box_len = tf.maximum(stops - starts, 1.0)
-    coords = (pixels - starts + 0.5) * (size / box_len) - 0.5 + 1.0
-    coords = tf.clip_by_value(coords, 0.0, size + 1.0)
-    low = tf.minimum(tf.floor(coords), float(size))
-    frac = coords - low
-    low = tf.cast(low, tf.int32)
-    weights = (
-        tf.one_hot(low, size + 2, dtype=tf.float32) * tf.cast(1.0 - frac, tf.float32)[..., None]
-        + tf.one_hot(low + 1, size + 2, dtype=tf.float32) * tf.cast(frac, tf.float32)[..., None]
-    )
-    inside = tf.logical_and(pixels >= starts, pixels < stops)
-    return weights * tf.cast(inside, tf.float32)[..., None]
-
-
-def paste_masks_graph(masks, boxes, height, width, threshold=0.5):
-    """``model.paste_masks`` for a batch: masks float [B, N, h, w] in [0, 1], boxes [B, N, 4] integer
-    pixel boxes (exclusive y2/x2; empty boxes give empty masks) -> uint8 [B, N, height, width] (0/1)."""
-    masks = tf.cast(masks, tf.float32)
-    mask_h, mask_w = int(masks.shape[2]), int(masks.shape[3])
-    padded = tf.pad(masks, [[0, 0], [0, 0], [1, 1], [1, 1]])
-    rows = _paste_weights(boxes[..., 0], boxes[..., 2], mask_h, height)  # [B, N, H, h + 2]
-    cols = _paste_weights(boxes[..., 1], boxes[..., 3], mask_w, width)  # [B, N, W, w + 2]
-    full = tf.matmul(tf.matmul(rows, padded), cols, transpose_b=True)
-    return tf.cast(full >= threshold, tf.uint8)
 
 
 def _compact(keep, tensors):

@@ -118,22 +118,6 @@ def denorm_boxes_graph(boxes, shape):
     return tf.cast(tf.round(tf.multiply(boxes, scale) + shift), tf.int32)
 
 
-def parse_image_meta_graph(meta):
-    """Split image metas [B, 12 + NUM_CLASSES] into a dict of tensors (no casts).
-
-    Keys: image_id [B], original_image_shape [B, 3], image_shape [B, 3], window [B, 4] (pixels of the
-    molded image), scale [B], active_class_ids [B, NUM_CLASSES].
-    """
-    return {
-        "image_id": meta[:, 0],
-        "original_image_shape": meta[:, 1:4],
-        "image_shape": meta[:, 4:7],
-        "window": meta[:, 7:11],
-        "scale": meta[:, 11],
-        "active_class_ids": meta[:, 12:],
-    }
-
-
 def shape_list(tensor):
     """The shape of ``tensor`` as a list: the static size where known, a scalar int32 tensor elsewhere."""
     dynamic = tf.shape(tensor)

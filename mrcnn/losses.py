@@ -15,6 +15,11 @@ global-batch loss.
 import keras
 import tensorflow as tf
 
+from mrcnn.graph_ops import Float32Layer
+from mrcnn.transform.image_meta import meta_field
+
+LOSS_NAMES = ("rpn_class_loss", "rpn_bbox_loss", "mrcnn_class_loss", "mrcnn_bbox_loss", "mrcnn_mask_loss")
+
 
 def batch_mean(total, count):
     """``total / count`` (0 when count is 0), the count taken over the global batch under tf.distribute.
@@ -140,3 +145,67 @@ def mrcnn_mask_loss_graph(target_masks, target_class_ids, pred_masks):
     pred = tf.clip_by_value(pred, eps, 1.0 - eps)
     loss = -(target * tf.math.log(pred) + (1.0 - target) * tf.math.log(1.0 - pred))
     return _mean_or_zero(loss)
+
+
+############################################################
+#  Loss layers: the training graph ends in these, one per loss
+############################################################
+
+
+@keras.saving.register_keras_serializable(package="mrcnn")
+class RPNClassLoss(Float32Layer):
+    """Inputs [rpn_match [B, A, 1], rpn_class_logits [B, A, 2]] -> scalar loss."""
+
+    def call(self, inputs):
+        rpn_match, rpn_class_logits = inputs
+        return rpn_class_loss_graph(rpn_match, rpn_class_logits)
+
+    def compute_output_shape(self, input_shape):
+        return ()
+
+
+@keras.saving.register_keras_serializable(package="mrcnn")
+class RPNBboxLoss(Float32Layer):
+    """Inputs [target_bbox [B, T, 4], rpn_match [B, A, 1], rpn_bbox [B, A, 4]] -> scalar loss."""
+
+    def call(self, inputs):
+        target_bbox, rpn_match, rpn_bbox = inputs
+        return rpn_bbox_loss_graph(None, target_bbox, rpn_match, rpn_bbox)
+
+    def compute_output_shape(self, input_shape):
+        return ()
+
+
+@keras.saving.register_keras_serializable(package="mrcnn")
+class MrcnnClassLoss(Float32Layer):
+    """Inputs [target_class_ids [B, T], class_logits [B, T, N], image_meta [B, META]] -> scalar loss."""
+
+    def call(self, inputs):
+        target_class_ids, pred_class_logits, image_meta = inputs
+        active_class_ids = meta_field(image_meta, "active_class_ids")
+        return mrcnn_class_loss_graph(target_class_ids, pred_class_logits, active_class_ids)
+
+    def compute_output_shape(self, input_shape):
+        return ()
+
+
+@keras.saving.register_keras_serializable(package="mrcnn")
+class MrcnnBboxLoss(Float32Layer):
+    """Inputs [target_bbox [B, T, 4], target_class_ids [B, T], pred_bbox [B, T, N, 4]] -> scalar loss."""
+
+    def call(self, inputs):
+        return mrcnn_bbox_loss_graph(*inputs)
+
+    def compute_output_shape(self, input_shape):
+        return ()
+
+
+@keras.saving.register_keras_serializable(package="mrcnn")
+class MrcnnMaskLoss(Float32Layer):
+    """Inputs [target_mask [B, T, h, w], target_class_ids [B, T], pred_masks [B, T, h, w, N]] -> scalar."""
+
+    def call(self, inputs):
+        return mrcnn_mask_loss_graph(*inputs)
+
+    def compute_output_shape(self, input_shape):
+        return ()

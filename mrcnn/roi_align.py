@@ -6,7 +6,8 @@ Boxes are (y1, x1, y2, x2) in normalized coordinates (see ``mrcnn.graph_ops.norm
 import keras
 import tensorflow as tf
 
-from mrcnn.graph_ops import log2_graph, parse_image_meta_graph
+from mrcnn.graph_ops import log2_graph
+from mrcnn.transform import parse_image_meta_graph
 
 PYRAMID_LEVELS = (2, 3, 4, 5)
 """FPN levels P2..P5 the boxes are pooled from, in the order of the feature-map inputs."""

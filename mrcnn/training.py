@@ -1,10 +1,10 @@
-"""Training machinery: loss layers, the Keras model with a custom ``train_step``, and callbacks.
+"""Training machinery: the Keras model with a custom ``train_step``, and callbacks.
 
 The training graph ends in five named loss layers (``rpn_class_loss``, ``rpn_bbox_loss``,
-``mrcnn_class_loss``, ``mrcnn_bbox_loss``, ``mrcnn_mask_loss``), as in Matterport. ``MaskRCNNTrainer``
-sums them with ``LOSS_WEIGHTS`` plus L2 weight decay in its ``train_step`` and reports each one as a
-Keras metric, so the progress bar and TensorBoard show all five and the total, for training and
-validation.
+``mrcnn_class_loss``, ``mrcnn_bbox_loss``, ``mrcnn_mask_loss``; ``mrcnn.losses``), as in Matterport.
+``MaskRCNNTrainer`` sums them with ``LOSS_WEIGHTS`` plus L2 weight decay in its ``train_step`` and
+reports each one as a Keras metric, so the progress bar and TensorBoard show all five and the total,
+for training and validation.
 
 Distributed training (``tf.distribute``): ``training_strategy`` picks the strategy of a Config, and
 ``MaskRCNNTrainer.train_step`` makes one step on N replicas equal to one step of one device on the
@@ -22,69 +22,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from mrcnn import losses as loss_fns
-from mrcnn.graph_ops import Float32Layer
-
-LOSS_NAMES = ("rpn_class_loss", "rpn_bbox_loss", "mrcnn_class_loss", "mrcnn_bbox_loss", "mrcnn_mask_loss")
-
-
-@keras.saving.register_keras_serializable(package="mrcnn")
-class RPNClassLoss(Float32Layer):
-    """Inputs [rpn_match [B, A, 1], rpn_class_logits [B, A, 2]] -> scalar loss."""
-
-    def call(self, inputs):
-        rpn_match, rpn_class_logits = inputs
-        return loss_fns.rpn_class_loss_graph(rpn_match, rpn_class_logits)
-
-    def compute_output_shape(self, input_shape):
-        return ()
-
-
-@keras.saving.register_keras_serializable(package="mrcnn")
-class RPNBboxLoss(Float32Layer):
-    """Inputs [target_bbox [B, T, 4], rpn_match [B, A, 1], rpn_bbox [B, A, 4]] -> scalar loss."""
-
-    def call(self, inputs):
-        target_bbox, rpn_match, rpn_bbox = inputs
-        return loss_fns.rpn_bbox_loss_graph(None, target_bbox, rpn_match, rpn_bbox)
-
-    def compute_output_shape(self, input_shape):
-        return ()
-
-
-@keras.saving.register_keras_serializable(package="mrcnn")
-class MrcnnClassLoss(Float32Layer):
-    """Inputs [target_class_ids [B, T], class_logits [B, T, N], image_meta [B, META]] -> scalar loss."""
-
-    def call(self, inputs):
-        target_class_ids, pred_class_logits, image_meta = inputs
-        active_class_ids = image_meta[:, 12:]
-        return loss_fns.mrcnn_class_loss_graph(target_class_ids, pred_class_logits, active_class_ids)
-
-    def compute_output_shape(self, input_shape):
-        return ()
-
-
-@keras.saving.register_keras_serializable(package="mrcnn")
-class MrcnnBboxLoss(Float32Layer):
-    """Inputs [target_bbox [B, T, 4], target_class_ids [B, T], pred_bbox [B, T, N, 4]] -> scalar loss."""
-
-    def call(self, inputs):
-        return loss_fns.mrcnn_bbox_loss_graph(*inputs)
-
-    def compute_output_shape(self, input_shape):
-        return ()
-
-
-@keras.saving.register_keras_serializable(package="mrcnn")
-class MrcnnMaskLoss(Float32Layer):
-    """Inputs [target_mask [B, T, h, w], target_class_ids [B, T], pred_masks [B, T, h, w, N]] -> scalar."""
-
-    def call(self, inputs):
-        return loss_fns.mrcnn_mask_loss_graph(*inputs)
-
-    def compute_output_shape(self, input_shape):
-        return ()
+from mrcnn.data import MaskRCNNSequence
+from mrcnn.evaluate import EvaluationCallback
+from mrcnn.losses import LOSS_NAMES
+from mrcnn.optimizer import ClippedMomentumSGD
+from mrcnn.weights import save_weights_hdf5
 
 
 def is_decayed(variable):
@@ -389,3 +331,90 @@ class StopAfterMinutes(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         if time.monotonic() - self.start >= self.seconds:
             self.model.stop_training = True
+
+
+############################################################
+#  One training run: what MaskRCNN.train puts together
+############################################################
+
+# Layer-name regexes of the train(layers=...) presets (full match against layer names).
+_HEADS = r"(mrcnn_.*)|(rpn_.*)|(fpn_.*)"
+LAYER_PRESETS = {
+    "heads": _HEADS,
+    "3+": r"(res[3-5].*)|(bn[3-5].*)|" + _HEADS,
+    "4+": r"(res[4-5].*)|(bn[4-5].*)|" + _HEADS,
+    "5+": r"(res5.*)|(bn5.*)|" + _HEADS,
+    "all": ".*",
+}
+
+
+def build_optimizer(config, learning_rate: float, momentum: float) -> keras.optimizers.Optimizer:
+    """SGD with momentum and per-tensor gradient clipping at ``config.GRADIENT_CLIP_NORM``
+    (``mrcnn.optimizer.ClippedMomentumSGD``: Keras' SGD, fused). With MIXED_PRECISION "mixed_float16"
+    it is wrapped in a ``keras.optimizers.LossScaleOptimizer`` (dynamic loss scaling; bfloat16 needs
+    none). Create it in the strategy's scope."""
+    optimizer = ClippedMomentumSGD(
+        learning_rate=learning_rate, momentum=momentum, clipnorm=config.GRADIENT_CLIP_NORM
+    )
+    if config.MIXED_PRECISION == "mixed_float16":
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    return optimizer
+
+
+def training_sequences(
+    config,
+    train_dataset,
+    val_dataset,
+    strategy,
+    augmentation=None,
+    no_augmentation_sources=None,
+    workers: int | None = None,
+) -> tuple[MaskRCNNSequence, MaskRCNNSequence]:
+    """The training and validation inputs of one run: ``MaskRCNNSequence``s of the global batch
+    (IMAGES_PER_GPU x the strategy's replicas), STEPS_PER_EPOCH and VALIDATION_STEPS long, with a seed every
+    worker of ``strategy`` agrees on. ``workers``: input threads (default: up to 4)."""
+    if workers is None:
+        workers = max(1, min(4, (os.cpu_count() or 1)))
+    replicas = strategy.num_replicas_in_sync if strategy is not None else 1
+    batch_size = config.IMAGES_PER_GPU * replicas
+    seed = shared_seed(strategy)
+    train_data = MaskRCNNSequence(
+        train_dataset,
+        config,
+        shuffle=True,
+        augmentation=augmentation,
+        no_augmentation_sources=no_augmentation_sources,
+        batch_size=batch_size,
+        steps=config.STEPS_PER_EPOCH,
+        workers=workers,
+        seed=seed,
+    )
+    val_data = MaskRCNNSequence(
+        val_dataset,
+        config,
+        shuffle=True,
+        batch_size=batch_size,
+        steps=config.VALIDATION_STEPS,
+        workers=workers,
+        seed=seed + 1,
+    )
+    return train_data, val_data
+
+
+def training_callbacks(
+    config, keras_model, log_dir, checkpoint_path, strategy, custom_callbacks=None
+) -> list:
+    """Callbacks of one run: TensorBoard and an HDF5 checkpoint per epoch (chief only), a stop on a
+    non-finite loss, then ``custom_callbacks``. An ``EvaluationCallback`` given without a config gets
+    ``config`` (the run's configuration is handed over here, not attached to the Keras model)."""
+    callbacks = [StopOnNonFiniteLoss()]
+    if is_chief(strategy):
+        callbacks = [
+            keras.callbacks.TensorBoard(log_dir=log_dir, histogram_freq=0, write_graph=False),
+            HDF5Checkpoint(checkpoint_path, save_weights_hdf5, keras_model),
+        ] + callbacks
+    for callback in custom_callbacks or []:
+        if isinstance(callback, EvaluationCallback) and callback.config is None:
+            callback.config = config
+        callbacks.append(callback)
+    return callbacks

@@ -20,6 +20,7 @@ from mrcnn.evaluate import (
     detections_to_coco,
     evaluate_coco,
 )
+from mrcnn.training import training_callbacks
 from tests.shared_paths import DATA_DIR
 
 COCOAPI_RESULTS = DATA_DIR / "cocoapi_results" / "results"
@@ -271,12 +272,18 @@ def test_evaluation_callback_copies_weights_and_logs(tmp_path):
     assert events and events[0].stat().st_size > 0
     with pytest.raises(ValueError, match="every"):
         EvaluationCallback(shapes(1, seed=4), every=0)
-    # Without config= the callback reads the config MaskRCNN attaches to its Keras model.
+    # Without config= the callback gets the config of the MaskRCNN it trains with (handed over by the
+    # training run's callbacks, not attached to the Keras model); a bare Keras model has none.
     bare = EvaluationCallback(shapes(1, seed=4), every=5)
+    callbacks = training_callbacks(
+        config, training.keras_model, str(tmp_path), "ckpt_{epoch:04d}.h5", None, [bare]
+    )
+    assert callbacks[-1] is bare
     bare.set_model(training.keras_model)
     assert bare._inference_model().config is config
+    assert not hasattr(training.keras_model, "mrcnn_config")
     bare = EvaluationCallback(shapes(1, seed=4), every=5)
-    plain = keras.Model(training.keras_model.inputs, training.keras_model.outputs)  # no mrcnn_config
+    plain = keras.Model(training.keras_model.inputs, training.keras_model.outputs)
     bare.set_model(plain)
     with pytest.raises(ValueError, match="pass config="):
         bare.on_epoch_end(4, {})

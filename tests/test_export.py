@@ -15,15 +15,11 @@ import tensorflow as tf
 import mrcnn.model as modellib
 from mrcnn import cpu_kernels, utils
 from mrcnn.config import Config
-from mrcnn.data import compose_image_meta, mold_image
 from mrcnn.datasets.shapes import small_backbone, small_backbone_shapes
 from mrcnn.export import (
     ServingModule,
-    _resize_like_skimage,
     anchors_graph,
     export_saved_model,
-    mold_images_graph,
-    paste_masks_graph,
 )
 
 
@@ -89,52 +85,8 @@ def exported(model, tmp_path_factory):
 
 
 ############################################################
-#  Pre-processing against utils.resize_image / mold_image / compose_image_meta
+#  Anchors of a molded size (pre- and post-processing: tests/test_transform.py)
 ############################################################
-
-
-@pytest.mark.parametrize(
-    "shape, out",
-    [
-        ((64, 192), (43, 128)),
-        ((90, 60), (96, 64)),
-        ((77, 33), (128, 55)),
-        ((300, 211), (128, 90)),
-        ((5, 7), (16, 3)),
-    ],
-)
-def test_resize_matches_skimage_bit_for_bit(shape, out):
-    rng = np.random.default_rng(sum(shape + out))
-    images = np.stack(
-        [
-            rng.integers(0, 256, shape + (3,), dtype=np.uint8),
-            (rng.integers(0, 4, shape + (3,)) * 60 + 10).astype(np.uint8),
-        ]
-    )
-    got = _resize_like_skimage(tf.constant(images), out[0], out[1]).numpy()
-    for image, resized in zip(images, got):
-        # utils.resize_image's resize and cast back to the input dtype.
-        reference = np.clip(np.round(utils.resize(image, out, preserve_range=True)), 0, 255).astype(np.uint8)
-        np.testing.assert_array_equal(resized, reference)
-
-
-@pytest.mark.parametrize("config_class", [ExportConfig, Pad64Config, NoResizeConfig])
-@pytest.mark.parametrize("height, width", [(90, 60), (50, 120), (200, 150), (128, 128), (64, 192)])
-def test_mold_images_graph_matches_mold_inputs(config_class, height, width):
-    config = config_class()
-    image = _image(np.random.default_rng(height * width), height, width)
-    molded, window, scale, _, _ = utils.resize_image(
-        image,
-        min_dim=config.IMAGE_MIN_DIM,
-        min_scale=config.IMAGE_MIN_SCALE,
-        max_dim=config.IMAGE_MAX_DIM,
-        mode=config.IMAGE_RESIZE_MODE,
-    )
-    meta = compose_image_meta(0, image.shape, molded.shape, window, scale, np.zeros([config.NUM_CLASSES]))
-    got_molded, got_metas, got_window = mold_images_graph(tf.constant(np.stack([image, image])), config)
-    np.testing.assert_array_equal(got_molded.numpy()[1], mold_image(molded, config))
-    np.testing.assert_array_equal(got_metas.numpy(), np.stack([meta, meta]).astype(np.float32))
-    assert tuple(got_window.numpy()) == tuple(window)
 
 
 @pytest.mark.parametrize("shape", [(128, 128), (64, 192), (256, 64), (90, 60)])
@@ -151,26 +103,6 @@ def test_anchors_graph_matches_get_anchors(shape):
         shape,
     )
     np.testing.assert_array_equal(anchors_graph(shape[0], shape[1], config).numpy(), expected)
-
-
-def test_paste_masks_graph_matches_paste_masks():
-    rng = np.random.default_rng(7)
-    height, width = 40, 52
-    masks = rng.random((2, 5, 28, 28)).astype(np.float32)
-    # Inside, across every border, one pixel, empty (y2 == y1) and the zero padding row.
-    boxes = np.array(
-        [
-            [[3, 4, 30, 20], [-5, 40, 12, 70], [35, -3, 50, 10], [10, 10, 11, 11], [0, 0, 0, 0]],
-            [[0, 0, 40, 52], [20, 5, 20, 30], [1, 2, 39, 50], [-10, -10, 60, 70], [5, 6, 9, 30]],
-        ]
-    )
-    got = paste_masks_graph(tf.constant(masks), tf.constant(boxes, tf.float32), height, width).numpy()
-    assert got.dtype == np.uint8 and got.shape == (2, 5, height, width)
-    for b in range(2):
-        expected = modellib.paste_masks(masks[b], boxes[b], (height, width)).transpose(2, 0, 1)
-        assert (got[b].astype(bool) == expected).mean() > 0.999
-    assert got[0, 4].sum() == 0 and got[1, 1].sum() == 0  # zero and empty boxes paste nothing
-    assert got[0, 3].sum() <= 1
 
 
 ############################################################

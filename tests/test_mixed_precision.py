@@ -131,7 +131,7 @@ def test_bfloat16_detect_returns_float32_outputs(trained_bf16, tmp_path):
     image = shapes(1, 7).load_image(0)
     molded, metas, _ = inference.mold_inputs([image])
     anchors = inference.get_anchors(molded[0].shape)[np.newaxis]
-    outputs = inference._run_inference(molded, metas, anchors)
+    outputs = inference.detector.run(molded, metas, anchors)
     names = ["detections", "mrcnn_class", "mrcnn_bbox", "mrcnn_mask", "rpn_rois", "rpn_class", "rpn_bbox"]
     for name, value in zip(names, outputs):
         assert value.dtype == np.float32, name

@@ -129,10 +129,10 @@ def test_detect_any_count_and_sizes_without_retracing(tiny_inference):
             assert r["rois"][:, [0, 2]].max() <= image.shape[0]
             assert r["rois"][:, [1, 3]].max() <= image.shape[1]
             assert np.all(r["rois"][:, 2] > r["rois"][:, 0])
-    traces = tiny_inference._inference_fn.experimental_get_tracing_count()
+    traces = tiny_inference.detector._function.experimental_get_tracing_count()
     tiny_inference.detect(images[:1])
     tiny_inference.detect(images)
-    assert tiny_inference._inference_fn.experimental_get_tracing_count() == traces
+    assert tiny_inference.detector._function.experimental_get_tracing_count() == traces
 
 
 def test_detect_rejects_bad_input(tiny_inference):
