@@ -1,12 +1,16 @@
-"""Mask R-CNN: the ``MaskRCNN`` wrapper around the Keras 3 graph, with Matterport's public names.
+"""Mask R-CNN: the ``MaskRCNN`` class with Matterport's methods, and Matterport's public names.
 
-``import mrcnn.model as modellib`` finds every name of Matterport's ``mrcnn.model``: the wrapper class,
-the graph builders and custom layers (defined in one module per stage and re-exported here), the data
-pipeline functions and ``log``.
+``MaskRCNN`` ties the stages together; each lives in a module that reads alone: the graph in
+``mrcnn.graph``, a training run in ``mrcnn.training``, batched inference in ``mrcnn.inference``, pre- and
+post-processing in ``mrcnn.transform``, HDF5 weights in ``mrcnn.weights``. ``import mrcnn.model as
+modellib`` also finds every other name of Matterport's ``mrcnn.model`` (graph builders, custom layers,
+data pipeline functions, ``log``), re-exported from those modules.
 
 Coordinates: boxes are (y1, x1, y2, x2). ``detect`` returns pixel boxes of the original image with
 exclusive y2/x2; inside the graph boxes are normalized (``utils.norm_boxes``).
 """
+
+from __future__ import annotations
 
 import contextlib
 import datetime
@@ -18,6 +22,7 @@ from collections import OrderedDict
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from mrcnn import utils
 from mrcnn.backbone import (  # noqa: F401  (re-exported contract names)
@@ -30,6 +35,7 @@ from mrcnn.backbone import (  # noqa: F401  (re-exported contract names)
     identity_block,
     resnet_graph,
 )
+from mrcnn.config import Config
 from mrcnn.data import (  # noqa: F401
     build_detection_targets,
     build_rpn_targets,
@@ -89,7 +95,7 @@ from mrcnn.weights import load_weights_hdf5, save_weights_hdf5
 logger = logging.getLogger("mrcnn")
 
 
-def log(text, array=None):
+def log(text: str, array=None) -> None:
     """Print ``text``; with an array, also its shape, min, max and dtype (Matterport's format)."""
     if array is not None:
         text = text.ljust(25)
@@ -119,7 +125,13 @@ class MaskRCNN:
     docs/distributed.md.
     """
 
-    def __init__(self, mode, config, model_dir, strategy=None):
+    def __init__(
+        self,
+        mode: str,
+        config: Config,
+        model_dir: str | os.PathLike,
+        strategy: tf.distribute.Strategy | None = None,
+    ):
         if mode not in ("training", "inference"):
             raise ValueError(f"mode must be 'training' or 'inference', got {mode!r}.")
         if mode == "training" and config.NUM_CLASSES < 2:
@@ -146,12 +158,12 @@ class MaskRCNN:
         return self.strategy.scope() if self.strategy is not None else contextlib.nullcontext()
 
     # ------------------------------------------------------------------ graph
-    def build(self, mode, config):
+    def build(self, mode: str, config: Config) -> keras.Model:
         """Build the Mask R-CNN graph for ``mode``; returns the Keras model (``mrcnn.graph.build_graph``)."""
         return build_graph(mode, config)
 
     # ------------------------------------------------------------------ logs & weights
-    def find_last(self):
+    def find_last(self) -> str:
         """Path of the last checkpoint of the newest log directory of this config's NAME.
 
         Raises FileNotFoundError when there is no such directory or no weights file in it.
@@ -172,7 +184,7 @@ class MaskRCNN:
             raise FileNotFoundError(errno.ENOENT, f"Could not find weight files in {dir_name}")
         return os.path.join(dir_name, checkpoints[-1])
 
-    def set_log_dir(self, model_path=None):
+    def set_log_dir(self, model_path: str | os.PathLike | None = None) -> None:
         """Set ``log_dir``, ``checkpoint_path`` and ``epoch``; continue a run when given one of its files.
 
         A path like ``.../<name>YYYYMMDDTHHMM/mask_rcnn_<name>_NNNN.h5`` resumes that directory at epoch
@@ -196,7 +208,9 @@ class MaskRCNN:
             "*epoch*", "{epoch:04d}"
         )
 
-    def load_weights(self, filepath, by_name=False, exclude=None):
+    def load_weights(
+        self, filepath: str | os.PathLike, by_name: bool = False, exclude: list[str] | None = None
+    ) -> dict:
         """Load HDF5 weights in Matterport's (Keras 2) layout, e.g. ``mask_rcnn_coco.h5``.
 
         Layers are always matched by name: Keras 3 orders graph layers differently from Keras 2, so
@@ -221,11 +235,13 @@ class MaskRCNN:
         self.set_log_dir(filepath)
         return report
 
-    def save_weights(self, filepath):
+    def save_weights(self, filepath: str | os.PathLike) -> None:
         """Save weights in Matterport's HDF5 layout (written to a temporary file, then renamed)."""
         save_weights_hdf5(self.keras_model, filepath)
 
-    def export(self, export_dir, masks="full", overwrite=False, verbose=1):
+    def export(
+        self, export_dir: str | os.PathLike, masks: str = "full", overwrite: bool = False, verbose: int = 1
+    ) -> str:
         """Write a SavedModel for serving (inference mode only); see ``mrcnn.export.export_saved_model``.
 
         Its ``serving_default`` signature takes uint8 images [batch, H, W, 3] of any size and returns
@@ -235,7 +251,7 @@ class MaskRCNN:
 
         return export_saved_model(self, export_dir, masks=masks, overwrite=overwrite, verbose=verbose)
 
-    def get_imagenet_weights(self):
+    def get_imagenet_weights(self) -> str:
         """Download (once) and return the path of ImageNet ResNet-50 weights (Keras' notop file)."""
         url = (
             "https://github.com/fchollet/deep-learning-models/releases/download/v0.2/"
@@ -255,7 +271,7 @@ class MaskRCNN:
             layer = layer.layer
         return layer
 
-    def get_trainable_layers(self):
+    def get_trainable_layers(self) -> list:
         """Layers of the model that own weights."""
         layers = []
         for layer in self.keras_model.layers:
@@ -264,7 +280,9 @@ class MaskRCNN:
                 layers.append(layer)
         return layers
 
-    def set_trainable(self, layer_regex, keras_model=None, indent=0, verbose=1):
+    def set_trainable(
+        self, layer_regex: str, keras_model: keras.Model | None = None, indent: int = 0, verbose: int = 1
+    ) -> None:
         """Make layers whose names fully match ``layer_regex`` trainable and freeze the rest."""
         if verbose > 0 and keras_model is None:
             log("Selecting layers to train")
@@ -285,7 +303,7 @@ class MaskRCNN:
             keras_model.trainable = any(layer.trainable for layer in keras_model.layers if layer.weights)
 
     # ------------------------------------------------------------------ training
-    def compile(self, learning_rate, momentum):
+    def compile(self, learning_rate: float, momentum: float) -> None:
         """Compile the Keras model with ``mrcnn.training.build_optimizer`` (SGD with momentum and per-tensor
         gradient clipping; loss scaling for "mixed_float16"), in the strategy's scope. The losses live in
         the model's ``train_step``."""
@@ -300,15 +318,15 @@ class MaskRCNN:
         self,
         train_dataset,
         val_dataset,
-        learning_rate,
-        epochs,
-        layers,
+        learning_rate: float,
+        epochs: int,
+        layers: str,
         augmentation=None,
-        custom_callbacks=None,
-        no_augmentation_sources=None,
-        workers=None,
-        verbose=1,
-        strategy=None,
+        custom_callbacks: list | None = None,
+        no_augmentation_sources: list[str] | None = None,
+        workers: int | None = None,
+        verbose: int = 1,
+        strategy: tf.distribute.Strategy | None = None,
     ):
         """Train up to epoch ``epochs`` (cumulative) the layers selected by ``layers``.
 
@@ -372,7 +390,7 @@ class MaskRCNN:
             self.epoch = max(self.epoch, history.epoch[-1] + 1)
 
     # ------------------------------------------------------------------ inference
-    def mold_inputs(self, images):
+    def mold_inputs(self, images: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Resize and normalize images for the graph (``mrcnn.transform.mold_inputs``).
 
         images: list of [H, W, C] arrays. Returns (molded_images [N, h, w, C] float32,
@@ -386,13 +404,13 @@ class MaskRCNN:
         return unmold_detections(detections, mrcnn_mask, original_image_shape, image_shape, window)
 
     @property
-    def detector(self):
+    def detector(self) -> Detector:
         """The ``mrcnn.inference.Detector`` that runs this model's graph (created on first use)."""
         if self._detector is None:
             self._detector = Detector(self.keras_model, self.config, self.get_anchors, log)
         return self._detector
 
-    def detect(self, images, verbose=0):
+    def detect(self, images: list[np.ndarray], verbose: int = 0) -> list[dict]:
         """Detect instances in a list of images ([H, W, C] arrays, any sizes, any count).
 
         Returns one dict per image: ``rois`` int32 [N, 4] (y1, x1, y2, x2, original pixels, exclusive
@@ -410,7 +428,9 @@ class MaskRCNN:
         molded_images, image_metas, windows = self.mold_inputs(images)
         return self.detector.detect_molded_batches(images, molded_images, image_metas, windows, verbose)
 
-    def detect_molded(self, molded_images, image_metas, verbose=0):
+    def detect_molded(
+        self, molded_images: np.ndarray, image_metas: np.ndarray, verbose: int = 0
+    ) -> list[dict]:
         """Detect on images already molded (resized and normalized); the molded image is the original."""
         if self.mode != "inference":
             raise ValueError("Create the model in inference mode to detect: MaskRCNN(mode='inference', ...).")
@@ -424,7 +444,7 @@ class MaskRCNN:
             list(molded_images), molded_images, image_metas, windows, verbose
         )
 
-    def get_anchors(self, image_shape):
+    def get_anchors(self, image_shape) -> np.ndarray:
         """Normalized pyramid anchors [A, 4] for a molded image shape (cached); pixels in ``self.anchors``."""
         key = tuple(int(v) for v in image_shape[:2])
         if key not in self._anchor_cache:
@@ -447,7 +467,7 @@ class MaskRCNN:
             "model.keras_model.get_layer(name).output instead."
         )
 
-    def run_graph(self, images, outputs, image_metas=None):
+    def run_graph(self, images, outputs: list, image_metas: np.ndarray | None = None) -> OrderedDict:
         """Run the inference graph on ``images`` and return the named intermediate outputs.
 
         outputs: list of (name, KerasTensor) pairs taken from ``self.keras_model`` (e.g.

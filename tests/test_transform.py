@@ -112,14 +112,17 @@ def test_resize_matches_skimage_bit_for_bit(shape, out):
 def test_resize_scale_and_size_same_rule_in_numpy_and_tensorflow(mode, height, width):
     args = (64, 128, 1.5 if height == 40 else 0, mode)
     scale = resize_scale(float(height), float(width), *args)
-    graph_scale = resize_scale(
-        tf.constant(height, tf.float64), tf.constant(width, tf.float64), *args, _TF_OPS
+    size = scaled_size(float(height), float(width), scale)
+
+    @tf.function(input_signature=[tf.TensorSpec([], tf.float64)] * 2)  # traced, as in the exported graph
+    def graph_rule(h, w):
+        graph_scale = resize_scale(h, w, *args, _TF_OPS)
+        return (graph_scale, *scaled_size(h, w, graph_scale, _TF_OPS))
+
+    graph_scale, *graph_size = graph_rule(
+        tf.constant(float(height), tf.float64), tf.constant(float(width), tf.float64)
     )
     assert float(graph_scale) == float(scale)
-    size = scaled_size(float(height), float(width), scale)
-    graph_size = scaled_size(
-        tf.constant(height, tf.float64), tf.constant(width, tf.float64), graph_scale, _TF_OPS
-    )
     assert [float(s) for s in graph_size] == [float(s) for s in size] and min(size) >= 1
 
 

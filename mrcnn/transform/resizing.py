@@ -20,7 +20,19 @@ import tensorflow as tf
 RESIZE_MODES = ("none", "square", "pad64", "crop")
 
 _NUMPY_OPS = SimpleNamespace(maximum=np.maximum, minimum=np.minimum, where=np.where, round=np.round)
-_TF_OPS = SimpleNamespace(maximum=tf.maximum, minimum=tf.minimum, where=tf.where, round=tf.round)
+
+
+def _f64(value):
+    return tf.cast(value, tf.float64)
+
+
+# The graph form computes in float64, as numpy does; Python numbers are cast rather than inferred.
+_TF_OPS = SimpleNamespace(
+    maximum=lambda a, b: tf.maximum(_f64(a), _f64(b)),
+    minimum=lambda a, b: tf.minimum(_f64(a), _f64(b)),
+    where=lambda condition, a, b: tf.where(condition, _f64(a), _f64(b)),
+    round=tf.round,
+)
 
 
 def resize_scale(height, width, min_dim, max_dim, min_scale, mode, ops=_NUMPY_OPS):
