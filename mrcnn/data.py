@@ -18,6 +18,7 @@ without it they draw from numpy's global state (seed with ``np.random.seed``), a
 import logging
 import math
 import os
+import random
 
 import keras
 import numpy as np
@@ -728,7 +729,9 @@ class MaskRCNNSequence(keras.utils.PyDataset):
             raise IndexError(f"batch index {index} out of range for {self.steps} steps")
         rng = np.random.default_rng([self.seed, self.epoch, index])
         if os.getpid() != self._owner_pid:
-            # User augmentation callables and imgaug may draw from numpy's global state.
+            # mrcnn's own sampling draws from ``rng``; user augmentation callables and imgaug may draw from
+            # the global generators, which a forked worker would otherwise share with its siblings.
+            random.seed(int(rng.integers(2**63)))
             np.random.seed(int(rng.integers(2**32)))
         order = self._order
         tracker = _SkipTracker(len(order))

@@ -14,7 +14,8 @@ y2/x2 exclusive; ``active_class_ids[i]`` is 1 when class i belongs to the image'
 from __future__ import annotations
 
 import numpy as np
-import tensorflow as tf
+
+from mrcnn.transform._lazy import tf
 
 # (name, width) in order; the last field takes the rest of the vector (one value per class).
 IMAGE_META_FIELDS = (

@@ -8,8 +8,8 @@ exported models) give the same molded pixels, metas and windows; both are built 
 from __future__ import annotations
 
 import numpy as np
-import tensorflow as tf
 
+from mrcnn.transform._lazy import tf
 from mrcnn.transform.image_meta import compose_image_meta, compose_image_meta_graph
 from mrcnn.transform.resizing import resize_and_pad_graph, resize_image
 

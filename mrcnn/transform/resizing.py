@@ -15,7 +15,8 @@ from types import SimpleNamespace
 import numpy as np
 import scipy.ndimage
 import skimage.transform
-import tensorflow as tf
+
+from mrcnn.transform._lazy import tf
 
 RESIZE_MODES = ("none", "square", "pad64", "crop")
 
@@ -31,7 +32,7 @@ _TF_OPS = SimpleNamespace(
     maximum=lambda a, b: tf.maximum(_f64(a), _f64(b)),
     minimum=lambda a, b: tf.minimum(_f64(a), _f64(b)),
     where=lambda condition, a, b: tf.where(condition, _f64(a), _f64(b)),
-    round=tf.round,
+    round=lambda x: tf.round(x),
 )
 
 

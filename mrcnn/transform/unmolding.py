@@ -11,8 +11,8 @@ pixels of the original image with exclusive y2/x2.
 from __future__ import annotations
 
 import numpy as np
-import tensorflow as tf
 
+from mrcnn.transform._lazy import tf
 from mrcnn.transform.resizing import resize
 
 ############################################################
