@@ -6,8 +6,12 @@ constructor validates the settings and raises ``ValueError`` for combinations th
 ``to_dict()`` / ``from_dict()`` let a checkpoint carry the configuration it was trained with.
 """
 
+from __future__ import annotations
+
 import json
 import math
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -114,7 +118,7 @@ class Config:
     # (CPU/TPU). NMS, box decoding and the losses always run in float32.
     MIXED_PRECISION = None
 
-    def __init__(self):
+    def __init__(self) -> None:
         """Compute the derived attributes and validate the configuration."""
         self.BATCH_SIZE = self.IMAGES_PER_GPU * self.GPU_COUNT
         if self.IMAGE_RESIZE_MODE == "crop":
@@ -125,7 +129,7 @@ class Config:
         self.IMAGE_META_SIZE = image_meta_size(self.NUM_CLASSES)
         self.validate()
 
-    def validate(self):
+    def validate(self) -> None:
         """Raise ValueError naming the attribute and the fix for settings that cannot work."""
         errors = []
 
@@ -241,7 +245,7 @@ class Config:
         if errors:
             raise ValueError(f"Invalid {type(self).__name__}:\n  - " + "\n  - ".join(errors))
 
-    def display(self):
+    def display(self) -> None:
         """Print every configuration value, alphabetically, as Matterport does."""
         print("\nConfigurations:")
         for name in dir(self):
@@ -249,7 +253,7 @@ class Config:
                 print(f"{name:30} {getattr(self, name)}")
         print("\n")
 
-    def to_dict(self):
+    def to_dict(self) -> dict[str, Any]:
         """Return the configuration as a JSON-serializable dict (upper-case attributes only).
 
         Arrays become lists, tuples become lists; a callable BACKBONE is stored by its qualified name
@@ -267,7 +271,7 @@ class Config:
         return values
 
     @classmethod
-    def from_dict(cls, values):
+    def from_dict(cls, values: Mapping[str, Any]) -> Config:
         """Build a config of this class with the attributes of ``values`` (as made by ``to_dict``).
 
         Derived attributes (BATCH_SIZE, IMAGE_SHAPE, IMAGE_META_SIZE) are recomputed, not read.
@@ -287,7 +291,7 @@ class Config:
         config_class = type(cls.__name__, (cls,), attributes)
         return config_class()
 
-    def to_json(self):
+    def to_json(self) -> str:
         """The configuration as a JSON string (see ``to_dict``)."""
         return json.dumps(self.to_dict(), sort_keys=True)
 

@@ -14,16 +14,26 @@ Boxes from ``detect()`` and ``extract_bboxes`` are (y1, x1, y2, x2) pixels with 
 boxes are [x, y, width, height] with the same pixel extent (width = x2 - x1).
 """
 
+from __future__ import annotations
+
 import contextlib
 import io
 import json
 import os
 import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import keras
 import numpy as np
 
 from mrcnn import utils
+
+if TYPE_CHECKING:
+    from pycocotools.coco import COCO
+
+    from mrcnn.model import MaskRCNN
+    from mrcnn.utils import Dataset
 
 COCO_IOU_THRESHOLDS = tuple(np.round(np.arange(0.5, 1.0, 0.05), 2))
 
@@ -74,7 +84,7 @@ def _coco_from_dict(data):
     return coco
 
 
-def dataset_to_coco(dataset, image_ids=None):
+def dataset_to_coco(dataset: Dataset, image_ids: Iterable[int] | None = None) -> COCO:
     """Ground truth of a prepared ``Dataset`` as a ``pycocotools.coco.COCO`` object.
 
     image_ids: internal image ids to include (default: all). COCO image ids are the internal image ids,
@@ -123,7 +133,14 @@ def dataset_to_coco(dataset, image_ids=None):
     return _coco_from_dict({"images": images, "annotations": annotations, "categories": categories})
 
 
-def detections_to_coco(image_id, rois, class_ids, scores, masks, category_ids=None):
+def detections_to_coco(
+    image_id: int,
+    rois: np.ndarray,
+    class_ids: np.ndarray,
+    scores: np.ndarray,
+    masks: np.ndarray | None,
+    category_ids: Mapping[int, int] | Callable[[int], int] | None = None,
+) -> list[dict[str, Any]]:
     """One image's detections as a list of COCO result dicts.
 
     image_id: the COCO image id to record. rois: [N, 4] (y1, x1, y2, x2) pixels, exclusive y2/x2.
@@ -182,7 +199,13 @@ def _load_results(results):
     return list(results)
 
 
-def coco_metrics(coco_gt, results, iou_type, image_ids=None, verbose=False):
+def coco_metrics(
+    coco_gt: COCO,
+    results: list[dict[str, Any]] | str | os.PathLike,
+    iou_type: str,
+    image_ids: Iterable[int] | None = None,
+    verbose: bool = False,
+) -> dict[str, Any]:
     """COCOeval of ``results`` against ``coco_gt`` for ``iou_type`` "bbox" or "segm".
 
     results: list of COCO result dicts (``detections_to_coco``) or the path of a results JSON file.
@@ -272,7 +295,14 @@ def _print_summary(result):
             print(f"  {iou_type} AP per class: {classes}")
 
 
-def evaluate_coco(model, dataset, image_ids=None, limit=None, iou_types=IOU_TYPES, verbose=1):
+def evaluate_coco(
+    model: MaskRCNN,
+    dataset: Dataset,
+    image_ids: Iterable[int] | None = None,
+    limit: int | None = None,
+    iou_types: Iterable[str] = IOU_TYPES,
+    verbose: int = 1,
+) -> dict[str, Any]:
     """Run ``model.detect`` over ``dataset`` and compute COCO-style metrics.
 
     model: an inference-mode ``mrcnn.model.MaskRCNN`` (images go through ``detect`` BATCH_SIZE at a
@@ -360,7 +390,7 @@ class EvaluationCallback(keras.callbacks.Callback):
             self._inference = MaskRCNN(mode="inference", config=config, model_dir=self.log_dir or ".")
         return self._inference
 
-    def copy_weights(self):
+    def copy_weights(self) -> MaskRCNN:
         """Copy the training model's weights into the inference model, layer by layer (by name).
 
         Returns the inference ``MaskRCNN``. Raises ValueError when a weighted inference layer is missing
@@ -386,7 +416,7 @@ class EvaluationCallback(keras.callbacks.Callback):
             layer.set_weights(values)
         return inference
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         if (epoch + 1) % self.every:
             return
         result = evaluate_coco(
@@ -416,13 +446,19 @@ class EvaluationCallback(keras.callbacks.Callback):
                 tf.summary.scalar(tag, value, step=epoch)
         self._writer.flush()
 
-    def on_train_end(self, logs=None):
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
 
 
-def evaluate_map(model, dataset, image_ids=None, iou_thresholds=COCO_IOU_THRESHOLDS, verbose=1):
+def evaluate_map(
+    model: MaskRCNN,
+    dataset: Dataset,
+    image_ids: Iterable[int] | None = None,
+    iou_thresholds: Iterable[float] = COCO_IOU_THRESHOLDS,
+    verbose: int = 1,
+) -> dict[str, Any]:
     """Mean AP of ``model`` (inference mode) over ``dataset`` images.
 
     image_ids: images to use (default: all). Returns a dict with ``mAP@0.5`` (when 0.5 is among the

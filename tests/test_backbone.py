@@ -4,6 +4,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from tiny_configs import Tiny64Config
 
 from mrcnn.backbone import (
     BatchNorm,
@@ -128,11 +129,9 @@ def test_resnet_without_stage5_and_unknown_architecture():
         resnet_graph(image, "resnet152")
 
 
-class SmallConfig(Config):
+class SmallConfig(Tiny64Config):
     NAME = "small"
     BACKBONE = "resnet50"
-    IMAGE_MIN_DIM = 64
-    IMAGE_MAX_DIM = 64
 
 
 def test_compute_backbone_shapes_hand_computed():

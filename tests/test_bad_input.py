@@ -10,35 +10,27 @@ import keras
 import numpy as np
 import pytest
 from PIL import Image
+from tiny_configs import Tiny64Config, TinyShapesConfig
 
 import mrcnn.model as modellib
 from mrcnn import data, utils
 from mrcnn.config import Config
-from mrcnn.datasets.shapes import ShapesFastConfig
 from mrcnn.utils import DatasetNotPreparedError
 
 
-class BadInputConfig(Config):
+class BadInputConfig(Tiny64Config):
     """64x64 inputs, three classes (background + 2)."""
 
     NAME = "badinput"
     NUM_CLASSES = 3
-    IMAGE_MIN_DIM = 64
-    IMAGE_MAX_DIM = 64
     IMAGES_PER_GPU = 1
     RPN_ANCHOR_SCALES = (8, 16, 32, 64, 128)
 
 
-class TinyModelConfig(ShapesFastConfig):
+class TinyModelConfig(TinyShapesConfig):
     """The shapes demo's small backbone at 64x64: a MaskRCNN builds in about a second."""
 
     NAME = "badinput"
-    IMAGE_MIN_DIM = 64
-    IMAGE_MAX_DIM = 64
-    IMAGES_PER_GPU = 1
-    FPN_CLASSIF_FC_LAYERS_SIZE = 32
-    FPN_MASK_CONV_LAYERS_SIZE = 16
-    TOP_DOWN_PYRAMID_SIZE = 32
 
 
 class OneImage(utils.Dataset):

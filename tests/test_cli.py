@@ -8,6 +8,7 @@ import sys
 import numpy as np
 import pytest
 from PIL import Image
+from tiny_configs import Shapes64Config
 from weights_fixture import write_layout_file
 
 from mrcnn import cli
@@ -17,13 +18,10 @@ from mrcnn.datasets.shapes import ShapesFastConfig, make_dataset
 COMMANDS = ("demo", "train", "detect", "evaluate", "export", "inspect-weights")
 
 
-class TinyConfig(ShapesFastConfig):
+class TinyConfig(Shapes64Config):
     """Shapes model at 64 px with few RoIs; DETECTION_MIN_CONFIDENCE 0 so random weights still detect."""
 
     NAME = "tiny"
-    IMAGES_PER_GPU = 1
-    IMAGE_MIN_DIM = 64
-    IMAGE_MAX_DIM = 64
     POST_NMS_ROIS_INFERENCE = 50
     DETECTION_MAX_INSTANCES = 5
     DETECTION_MIN_CONFIDENCE = 0.0

@@ -4,20 +4,18 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from tiny_configs import Tiny64Config
 
 from mrcnn import utils
-from mrcnn.config import Config
 from mrcnn.detection import DetectionBoxes, DetectionLayer, refine_detections_graph
 
 NUM_CLASSES = 4
 STD = np.array([0.1, 0.1, 0.2, 0.2], np.float32)
 
 
-class SmallConfig(Config):
+class SmallConfig(Tiny64Config):
     NAME = "detection"
     NUM_CLASSES = NUM_CLASSES
-    IMAGE_MAX_DIM = 64
-    IMAGE_MIN_DIM = 64
     DETECTION_MAX_INSTANCES = 6
     DETECTION_MIN_CONFIDENCE = 0.5
     DETECTION_NMS_THRESHOLD = 0.3

@@ -22,21 +22,16 @@ def tiny_config(images_per_gpu, **overrides):
     across replicas), fed random RoIs (USE_RPN_ROIS False) with ROI_POSITIVE_RATIO 1 and as many target
     RoIs as input RoIs, so that the RoI sampler keeps every positive and its random choice cannot differ
     between the runs compared."""
-    from samples.shapes.shapes import ShapesFastConfig
+    from tiny_configs import TinyShapesConfig, config_with
 
     attributes = dict(
         NAME="dist",
         IMAGES_PER_GPU=images_per_gpu,
-        IMAGE_MIN_DIM=64,
-        IMAGE_MAX_DIM=64,
         TRAIN_BN=True,
         USE_RPN_ROIS=False,
         POST_NMS_ROIS_TRAINING=12,
         TRAIN_ROIS_PER_IMAGE=12,
         ROI_POSITIVE_RATIO=1.0,
-        FPN_CLASSIF_FC_LAYERS_SIZE=32,
-        FPN_MASK_CONV_LAYERS_SIZE=16,
-        TOP_DOWN_PYRAMID_SIZE=32,
         RPN_TRAIN_ANCHORS_PER_IMAGE=32,
         STEPS_PER_EPOCH=2,
         VALIDATION_STEPS=1,
@@ -44,7 +39,7 @@ def tiny_config(images_per_gpu, **overrides):
         WEIGHT_DECAY=0.001,
     )
     attributes.update(overrides)
-    return type("DistConfig", (ShapesFastConfig,), attributes)()
+    return config_with(TinyShapesConfig, "DistConfig", **attributes)
 
 
 def shapes(count, seed):

@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
+from tiny_configs import Shapes64Config
 
 import mrcnn.model as modellib
 from mrcnn import utils
-from mrcnn.datasets.shapes import ShapesDataset, ShapesFastConfig
+from mrcnn.datasets.shapes import ShapesDataset
 from mrcnn.evaluate import (
     COCO_STAT_NAMES,
     EvaluationCallback,
@@ -198,11 +199,9 @@ def test_coco_metrics_bad_input(tmp_path):
         coco_metrics(gt, str(tmp_path / "missing.json"), "bbox")
 
 
-class TinyConfig(ShapesFastConfig):
+class TinyConfig(Shapes64Config):
     NAME = "evaltiny"
     IMAGES_PER_GPU = 2
-    IMAGE_MIN_DIM = 64
-    IMAGE_MAX_DIM = 64
     TRAIN_ROIS_PER_IMAGE = 8
     POST_NMS_ROIS_TRAINING = 32
     POST_NMS_ROIS_INFERENCE = 32

@@ -13,26 +13,16 @@ import h5py
 import keras
 import numpy as np
 import pytest
+from tiny_configs import TinyShapesTrainConfig
 
 import mrcnn.model as modellib
 from mrcnn import data
-from mrcnn.datasets.shapes import ShapesDataset, ShapesFastConfig
+from mrcnn.datasets.shapes import ShapesDataset
 from mrcnn.weights import load_weights_hdf5, save_weights_hdf5
 
 
-class FaultConfig(ShapesFastConfig):
-    NAME = "faults"
-    IMAGES_PER_GPU = 2
-    IMAGE_MIN_DIM = 64
-    IMAGE_MAX_DIM = 64
-    STEPS_PER_EPOCH = 2
-    VALIDATION_STEPS = 1
-    TRAIN_ROIS_PER_IMAGE = 8
-    POST_NMS_ROIS_TRAINING = 64
-    POST_NMS_ROIS_INFERENCE = 32
-    FPN_CLASSIF_FC_LAYERS_SIZE = 32
-    FPN_MASK_CONV_LAYERS_SIZE = 16
-    TOP_DOWN_PYRAMID_SIZE = 32
+class FaultConfig(TinyShapesTrainConfig):
+    NAME = "faults"  # checkpoint files are mask_rcnn_faults_*.h5
 
 
 class BrokenShapes(ShapesDataset):

@@ -13,20 +13,18 @@ or vary the run.
 import os
 
 import numpy as np
+from tiny_configs import Tiny64Config, config_with
 
 from mrcnn import data, utils
-from mrcnn.config import Config
 
 SEED = int(os.environ.get("MRCNN_FUZZ_SEED", "20261124"))
 NUM_IMAGES = 1200
 
 
-class FuzzConfig(Config):
+class FuzzConfig(Tiny64Config):
     NAME = "fuzz"
     NUM_CLASSES = 4
     IMAGES_PER_GPU = 2
-    IMAGE_MIN_DIM = 64
-    IMAGE_MAX_DIM = 64
     RPN_ANCHOR_SCALES = (8, 16, 32, 64, 128)
     RPN_TRAIN_ANCHORS_PER_IMAGE = 64
     MAX_GT_INSTANCES = 8
@@ -35,8 +33,8 @@ class FuzzConfig(Config):
 
 CONFIGS = {
     "square": FuzzConfig(),
-    "crop": type("FuzzCrop", (FuzzConfig,), {"IMAGE_RESIZE_MODE": "crop"})(),
-    "pad64": type("FuzzPad64", (FuzzConfig,), {"IMAGE_RESIZE_MODE": "pad64", "IMAGE_MIN_DIM": 64})(),
+    "crop": config_with(FuzzConfig, "FuzzCrop", IMAGE_RESIZE_MODE="crop"),
+    "pad64": config_with(FuzzConfig, "FuzzPad64", IMAGE_RESIZE_MODE="pad64", IMAGE_MIN_DIM=64),
 }
 
 

@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 import tensorflow as tf
+from tiny_configs import TinyTargetsConfig
 
-from mrcnn.config import Config
 from mrcnn.losses import (
     mrcnn_bbox_loss_graph,
     mrcnn_class_loss_graph,
@@ -17,14 +17,7 @@ from mrcnn.losses import (
 )
 
 
-class TinyConfig(Config):
-    NAME = "tiny"
-    NUM_CLASSES = 3
-    IMAGE_MIN_DIM = 64
-    IMAGE_MAX_DIM = 64
-    TRAIN_ROIS_PER_IMAGE = 8
-    MINI_MASK_SHAPE = (14, 14)
-    MASK_SHAPE = [28, 28]
+class TinyConfig(TinyTargetsConfig):
     RPN_TRAIN_ANCHORS_PER_IMAGE = 3
 
 

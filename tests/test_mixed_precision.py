@@ -5,10 +5,11 @@ import math
 import keras
 import numpy as np
 import pytest
+from tiny_configs import TinyShapesConfig, config_with
 
 import mrcnn.model as modellib
 from mrcnn.training import LOSS_NAMES
-from samples.shapes.shapes import ShapesDataset, ShapesFastConfig
+from samples.shapes.shapes import ShapesDataset
 
 
 def tiny_config(policy, **overrides):
@@ -16,21 +17,16 @@ def tiny_config(policy, **overrides):
         NAME="mixed",
         MIXED_PRECISION=policy,
         IMAGES_PER_GPU=2,
-        IMAGE_MIN_DIM=64,
-        IMAGE_MAX_DIM=64,
         STEPS_PER_EPOCH=1,
         VALIDATION_STEPS=1,
         TRAIN_ROIS_PER_IMAGE=8,
         POST_NMS_ROIS_TRAINING=32,
         POST_NMS_ROIS_INFERENCE=16,
-        FPN_CLASSIF_FC_LAYERS_SIZE=32,
-        FPN_MASK_CONV_LAYERS_SIZE=16,
-        TOP_DOWN_PYRAMID_SIZE=32,
         RPN_TRAIN_ANCHORS_PER_IMAGE=32,
         DETECTION_MIN_CONFIDENCE=0.0,
     )
     attributes.update(overrides)
-    return type("MixedConfig", (ShapesFastConfig,), attributes)()
+    return config_with(TinyShapesConfig, "MixedConfig", **attributes)
 
 
 def shapes(count, seed):

@@ -3,19 +3,17 @@
 import keras
 import numpy as np
 import pytest
+from tiny_configs import Tiny64Config
 
 from mrcnn import utils
-from mrcnn.config import Config
 from mrcnn.proposals import ProposalLayer
 
 STD = np.array([0.1, 0.1, 0.2, 0.2], np.float32)
 
 
-class SmallConfig(Config):
+class SmallConfig(Tiny64Config):
     NAME = "proposals"
     PRE_NMS_LIMIT = 60
-    IMAGE_MAX_DIM = 64
-    IMAGE_MIN_DIM = 64
 
 
 def reference_proposals(probs, deltas, anchors, count, threshold, pre_nms_limit):

@@ -4,19 +4,9 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from tiny_configs import TinyTargetsConfig as TinyConfig
 
-from mrcnn.config import Config
 from mrcnn.targets import DetectionTargetLayer, PositiveRoiPack, detection_targets_graph
-
-
-class TinyConfig(Config):
-    NAME = "tiny"
-    NUM_CLASSES = 3
-    IMAGE_MIN_DIM = 64
-    IMAGE_MAX_DIM = 64
-    TRAIN_ROIS_PER_IMAGE = 8
-    MINI_MASK_SHAPE = (14, 14)
-    MASK_SHAPE = [28, 28]
 
 
 class FullMaskConfig(TinyConfig):

@@ -360,17 +360,12 @@ def test_graph_has_no_lambda_and_round_trips_with_safe_mode(tmp_path):
     """Both graphs serialize without Python lambdas: the inference model saved as .keras loads with
     safe_mode=True and computes the same outputs; the training graph's layers deserialize with
     safe_mode=True."""
-    import mrcnn.model as modellib
-    from mrcnn.datasets.shapes import ShapesFastConfig
+    from tiny_configs import TinyShapesConfig
 
-    class SafeConfig(ShapesFastConfig):
+    import mrcnn.model as modellib
+
+    class SafeConfig(TinyShapesConfig):
         NAME = "safe"
-        IMAGE_MIN_DIM = 64
-        IMAGE_MAX_DIM = 64
-        IMAGES_PER_GPU = 1
-        FPN_CLASSIF_FC_LAYERS_SIZE = 32
-        FPN_MASK_CONV_LAYERS_SIZE = 16
-        TOP_DOWN_PYRAMID_SIZE = 32
         DETECTION_MIN_CONFIDENCE = 0.0
 
     model = modellib.MaskRCNN("inference", SafeConfig(), str(tmp_path))
