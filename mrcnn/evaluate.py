@@ -32,6 +32,7 @@ from mrcnn import utils
 if TYPE_CHECKING:
     from pycocotools.coco import COCO
 
+    from mrcnn.config import Config
     from mrcnn.model import MaskRCNN
     from mrcnn.utils import Dataset
 
@@ -363,7 +364,15 @@ class EvaluationCallback(keras.callbacks.Callback):
     of each evaluated epoch (0-based) are kept in ``self.history``.
     """
 
-    def __init__(self, dataset, every=1, config=None, image_ids=None, limit=None, log_dir=None):
+    def __init__(
+        self,
+        dataset: Dataset,
+        every: int = 1,
+        config: Config | None = None,
+        image_ids: Iterable[int] | None = None,
+        limit: int | None = None,
+        log_dir: str | os.PathLike | None = None,
+    ):
         super().__init__()
         if not isinstance(every, int) or every < 1:
             raise ValueError(f"every must be a positive int (evaluate every N epochs), got {every!r}.")
