@@ -21,6 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from mrcnn import utils
+from mrcnn.anchors import config_anchors
 from mrcnn.backbone import (  # noqa: F401  (re-exported contract names)
     BatchNorm,
     bn_training,
@@ -31,27 +32,27 @@ from mrcnn.backbone import (  # noqa: F401  (re-exported contract names)
     identity_block,
     resnet_graph,
 )
+from mrcnn.boxes import (  # noqa: F401
+    apply_box_deltas_graph,
+    clip_boxes_graph,
+    denorm_boxes_graph,
+    norm_boxes_graph,
+    overlaps_graph,
+)
 from mrcnn.data import (  # noqa: F401
-    build_detection_targets,
-    build_rpn_targets,
     compose_image_meta,
     data_generator,
-    generate_random_rois,
     load_image_gt,
     mold_image,
     parse_image_meta,
     unmold_image,
 )
+from mrcnn.data_targets import build_detection_targets, build_rpn_targets, generate_random_rois  # noqa: F401
 from mrcnn.detection import DetectionBoxes, DetectionLayer, refine_detections_graph  # noqa: F401
 from mrcnn.graph_ops import (  # noqa: F401
     Float32Layer,
-    apply_box_deltas_graph,
     batch_pack_graph,
-    clip_boxes_graph,
-    denorm_boxes_graph,
     log2_graph,
-    norm_boxes_graph,
-    overlaps_graph,
     parse_image_meta_graph,
     trim_zeros_graph,
 )
@@ -67,7 +68,7 @@ from mrcnn.losses import (  # noqa: F401
 from mrcnn.optimizer import ClippedMomentumSGD
 from mrcnn.proposals import ProposalLayer
 from mrcnn.roi_align import PyramidROIAlign
-from mrcnn.rpn import build_rpn_model, rpn_graph  # noqa: F401
+from mrcnn.rpn import anchor_layer, build_rpn_model, rpn_graph  # noqa: F401
 from mrcnn.targets import (  # noqa: F401
     DetectionTargetLayer,
     PositiveRoiPack,
@@ -123,46 +124,6 @@ def log(text, array=None):
 
 
 @keras.saving.register_keras_serializable(package="mrcnn")
-class ConstantAnchors(Float32Layer):
-    """Pyramid anchors of a fixed image shape, normalized, broadcast to the batch: [B, A, 4].
-
-    Built from the anchor settings (not stored values), so ``get_config`` stays small. Input: the image
-    batch (only its batch size is used).
-    """
-
-    def __init__(self, scales, ratios, backbone_shapes, strides, anchor_stride, image_shape, **kwargs):
-        super().__init__(**kwargs)
-        self.scales = list(scales)
-        self.ratios = list(ratios)
-        self.backbone_shapes = [list(map(int, s)) for s in backbone_shapes]
-        self.strides = list(strides)
-        self.anchor_stride = int(anchor_stride)
-        self.image_shape = list(map(int, image_shape))
-        anchors = utils.generate_pyramid_anchors(
-            self.scales, self.ratios, np.array(self.backbone_shapes), self.strides, self.anchor_stride
-        )
-        self.anchors = utils.norm_boxes(anchors, self.image_shape[:2]).astype(np.float32)
-
-    def call(self, image):
-        anchors = tf.constant(self.anchors)
-        return tf.broadcast_to(anchors[tf.newaxis], [tf.shape(image)[0], *self.anchors.shape])
-
-    def compute_output_shape(self, input_shape):
-        return (input_shape[0], *self.anchors.shape)
-
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "scales": self.scales,
-            "ratios": self.ratios,
-            "backbone_shapes": self.backbone_shapes,
-            "strides": self.strides,
-            "anchor_stride": self.anchor_stride,
-            "image_shape": self.image_shape,
-        }
-
-
-@keras.saving.register_keras_serializable(package="mrcnn")
 class NormBoxes(Float32Layer):
     """Pixel boxes [B, N, 4] -> normalized boxes, using the image batch's height and width.
 
@@ -175,19 +136,6 @@ class NormBoxes(Float32Layer):
 
     def compute_output_shape(self, input_shape):
         return input_shape[0]
-
-
-def _anchor_layer(config):
-    backbone_shapes = compute_backbone_shapes(config, config.IMAGE_SHAPE)
-    return ConstantAnchors(
-        config.RPN_ANCHOR_SCALES,
-        config.RPN_ANCHOR_RATIOS,
-        backbone_shapes,
-        config.BACKBONE_STRIDES,
-        config.RPN_ANCHOR_STRIDE,
-        config.IMAGE_SHAPE,
-        name="anchors",
-    )
 
 
 ############################################################
@@ -223,7 +171,6 @@ class MaskRCNN:
         self.mode = mode
         self.config = config
         self.model_dir = model_dir
-        self._anchor_cache = {}
         self._inference_fn = None
         self.set_log_dir()
         self.strategy = strategy if strategy is not None or mode != "training" else training_strategy(config)
@@ -278,7 +225,7 @@ class MaskRCNN:
         rpn_feature_maps = [P2, P3, P4, P5, P6]
         mrcnn_feature_maps = [P2, P3, P4, P5]
 
-        anchors = _anchor_layer(config)(input_image) if mode == "training" else input_anchors
+        anchors = anchor_layer(config)(input_image) if mode == "training" else input_anchors
 
         rpn = build_rpn_model(
             config.RPN_ANCHOR_STRIDE, len(config.RPN_ANCHOR_RATIOS), config.TOP_DOWN_PYRAMID_SIZE
@@ -792,20 +739,11 @@ class MaskRCNN:
         return self._detect_molded_batches(list(molded_images), molded_images, image_metas, windows, verbose)
 
     def get_anchors(self, image_shape):
-        """Normalized pyramid anchors [A, 4] for a molded image shape (cached); pixels in ``self.anchors``."""
-        key = tuple(int(v) for v in image_shape[:2])
-        if key not in self._anchor_cache:
-            backbone_shapes = compute_backbone_shapes(self.config, image_shape)
-            anchors = utils.generate_pyramid_anchors(
-                self.config.RPN_ANCHOR_SCALES,
-                self.config.RPN_ANCHOR_RATIOS,
-                backbone_shapes,
-                self.config.BACKBONE_STRIDES,
-                self.config.RPN_ANCHOR_STRIDE,
-            )
-            self.anchors = anchors
-            self._anchor_cache[key] = utils.norm_boxes(anchors, key).astype(np.float32)
-        return self._anchor_cache[key]
+        """Normalized pyramid anchors [A, 4] for a molded image shape; pixels in ``self.anchors``.
+
+        Both are read-only arrays from ``mrcnn.anchors``' cache."""
+        self.anchors, normalized = config_anchors(self.config, image_shape)
+        return normalized
 
     def ancestor(self, tensor, name, checked=None):
         """Not available in Keras 3 (no TF1 graph to walk): use ``keras_model.get_layer(name).output``."""
