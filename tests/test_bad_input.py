@@ -14,8 +14,8 @@ from PIL import Image
 import mrcnn.model as modellib
 from mrcnn import data, utils
 from mrcnn.config import Config
+from mrcnn.datasets.base import DatasetNotPreparedError
 from mrcnn.datasets.shapes import ShapesFastConfig
-from mrcnn.utils import DatasetNotPreparedError
 
 
 class BadInputConfig(Config):
