@@ -71,14 +71,7 @@ def compute_matches(
 
 
 def compute_ap(
-    gt_boxes,
-    gt_class_ids,
-    gt_masks,
-    pred_boxes,
-    pred_class_ids,
-    pred_scores,
-    pred_masks,
-    iou_threshold: float = 0.5,
+    gt_boxes, gt_class_ids, gt_masks, pred_boxes, pred_class_ids, pred_scores, pred_masks, iou_threshold=0.5
 ) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
     """Average precision at one mask-IoU threshold (VOC all-point interpolation).
 
@@ -87,14 +80,7 @@ def compute_ap(
     precisions are made monotonically non-increasing. With no ground truth, recall and AP are 0.
     """
     gt_match, pred_match, overlaps = compute_matches(
-        gt_boxes,
-        gt_class_ids,
-        gt_masks,
-        pred_boxes,
-        pred_class_ids,
-        pred_scores,
-        pred_masks,
-        iou_threshold,
+        gt_boxes, gt_class_ids, gt_masks, pred_boxes, pred_class_ids, pred_scores, pred_masks, iou_threshold
     )
     hits = np.cumsum(pred_match > -1)
     precisions = hits / (np.arange(len(pred_match)) + 1)

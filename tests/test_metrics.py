@@ -55,7 +55,7 @@ def test_compute_matches_orders_by_score_and_trims_padding():
     gt_boxes, gt_masks = _instances([(0, 0, 10, 10), (15, 15, 30, 30)])
     gt_boxes = np.concatenate([gt_boxes, np.zeros((1, 4), np.int32)])  # padding row
     pred_boxes, pred_masks = _instances([(15, 15, 30, 29), (0, 0, 10, 10), (0, 0, 9, 10)])
-    gt_match, pred_match, overlaps = metrics.compute_matches(
+    args = (
         gt_boxes,
         np.array([1, 1, 0]),
         gt_masks,
@@ -64,22 +64,14 @@ def test_compute_matches_orders_by_score_and_trims_padding():
         np.array([0.5, 0.9, 0.7]),
         pred_masks,
     )
+    gt_match, pred_match, overlaps = metrics.compute_matches(*args)
     # score order: pred 1 (-> gt 0), pred 2 (duplicate of gt 0, unmatched), pred 0 (-> gt 1)
     np.testing.assert_array_equal(pred_match, [0, -1, 1])
     np.testing.assert_array_equal(gt_match, [0, 2])
     assert overlaps.shape == (3, 2)
     np.testing.assert_allclose(overlaps[2, 1], 15 * 14 / 225)
     # score_threshold leaves low-scoring predictions unmatched
-    _, pred_match, _ = metrics.compute_matches(
-        gt_boxes,
-        np.array([1, 1, 0]),
-        gt_masks,
-        pred_boxes,
-        np.array([1, 1, 1]),
-        np.array([0.5, 0.9, 0.7]),
-        pred_masks,
-        score_threshold=0.6,
-    )
+    _, pred_match, _ = metrics.compute_matches(*args, score_threshold=0.6)
     np.testing.assert_array_equal(pred_match, [0, -1, -1])
 
 
