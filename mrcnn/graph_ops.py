@@ -60,7 +60,7 @@ def shape_list(tensor):
     return [size if size is not None else dynamic[i] for i, size in enumerate(tensor.shape)]
 
 
-def batch_slice(inputs, graph_fn, batch_size, names=None):
+def batch_slice(inputs, graph_fn, batch_size: int, names=None):
     """Run ``graph_fn`` on each batch item and stack the results.
 
     inputs: a tensor or list of tensors sharing batch dimension ``batch_size``; graph_fn returns a tensor
