@@ -6,7 +6,7 @@ Every augmenter is a callable ``aug(image, masks) -> (image, masks)``:
 * ``masks``: [H, W, N] instance masks (any dtype, nonzero = inside); the output is bool [H, W, N].
 
 Spatial augmenters move the image and every mask with the same transform, so boxes recomputed from the
-masks (``utils.extract_bboxes``) stay consistent with the image. The number of instances never changes:
+masks (``boxes.extract_bboxes``) stay consistent with the image. The number of instances never changes:
 an instance pushed out of the frame keeps an empty mask (``load_image_gt`` drops those). All augmenters
 keep the image size, which ``load_image_gt`` requires.
 

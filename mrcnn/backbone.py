@@ -10,12 +10,54 @@ All tensors are channels-last ``[batch, height, width, channels]`` float32. For 
 multiples of 64.
 """
 
+import math
+
 import keras
+import numpy as np
 import tensorflow as tf
 
 from mrcnn.graph_ops import shape_list
-from mrcnn.utils import RESNET_ARCHITECTURES, compute_backbone_shapes, config_callable  # noqa: F401
 from mrcnn.winograd import WinogradConv2D
+
+RESNET_ARCHITECTURES = {"resnet50": 5, "resnet101": 22}
+"""Number of identity blocks of stage 4 for each supported ResNet depth."""
+
+
+def config_callable(config, name: str):
+    """``config.<name>`` as a plain callable: a function set as a class attribute comes back as a
+    method bound to the config; unbind it so it is called with the documented arguments only."""
+    value = getattr(config, name)
+    if getattr(value, "__self__", None) is config and hasattr(value, "__func__"):
+        return value.__func__
+    return value
+
+
+def compute_backbone_shapes(config, image_shape) -> np.ndarray:
+    """Spatial sizes of the pyramid levels for an input image.
+
+    Args:
+        config: a Config; uses BACKBONE, BACKBONE_STRIDES and (callable BACKBONE) COMPUTE_BACKBONE_SHAPE.
+        image_shape: ``(H, W[, C])`` of the molded image.
+
+    Returns:
+        int array ``[len(BACKBONE_STRIDES), 2]`` of ``[ceil(H / s), ceil(W / s)]`` per stride ``s``; for a
+        callable BACKBONE, whatever ``config.COMPUTE_BACKBONE_SHAPE(image_shape)`` returns.
+    """
+    if callable(config.BACKBONE):
+        compute = config_callable(config, "COMPUTE_BACKBONE_SHAPE")
+        if not callable(compute):
+            raise ValueError(
+                "config.BACKBONE is a callable, so config.COMPUTE_BACKBONE_SHAPE must be set to a function "
+                "image_shape -> [[height, width] per pyramid level]."
+            )
+        return compute(image_shape)
+    if config.BACKBONE not in RESNET_ARCHITECTURES:
+        raise ValueError(
+            f"config.BACKBONE {config.BACKBONE!r} is not supported; use one of "
+            f"{sorted(RESNET_ARCHITECTURES)} or a callable with COMPUTE_BACKBONE_SHAPE."
+        )
+    height, width = image_shape[:2]
+    return np.array([[math.ceil(height / s), math.ceil(width / s)] for s in config.BACKBONE_STRIDES])
 
 
 @keras.saving.register_keras_serializable(package="mrcnn")

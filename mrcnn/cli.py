@@ -297,8 +297,8 @@ def describe_weights(path):
 
 
 def _backbone_label(config):
+    from mrcnn.backbone import config_callable
     from mrcnn.datasets.shapes import small_backbone
-    from mrcnn.utils import config_callable
 
     if isinstance(config.BACKBONE, str):
         return config.BACKBONE

@@ -1,6 +1,6 @@
 """DetectionLayer: final boxes, classes and scores from the classifier head (inference only).
 
-Boxes are (y1, x1, y2, x2) in normalized coordinates (see ``mrcnn.graph_ops.norm_boxes_graph``).
+Boxes are (y1, x1, y2, x2) in normalized coordinates (see ``mrcnn.boxes.norm_boxes_graph``).
 """
 
 import types
@@ -9,12 +9,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from mrcnn.graph_ops import (
-    Float32Layer,
-    apply_box_deltas_graph,
-    clip_boxes_graph,
-    norm_boxes_graph,
-)
+from mrcnn.boxes import apply_box_deltas_graph, clip_boxes_graph, norm_boxes_graph
+from mrcnn.graph_ops import Float32Layer
 from mrcnn.transform import parse_image_meta_graph
 
 

@@ -17,7 +17,10 @@ import urllib.parse
 import urllib.request
 from http.client import HTTPException, IncompleteRead
 
-__all__ = ["DownloadError", "download_file"]
+__all__ = ["COCO_MODEL_URL", "DownloadError", "download_file", "download_trained_weights"]
+
+COCO_MODEL_URL = "https://github.com/matterport/Mask_RCNN/releases/download/v2.0/mask_rcnn_coco.h5"
+"""Matterport's COCO-trained Mask R-CNN weights (ResNet-101, 81 classes)."""
 
 _CHUNK = 1 << 20
 _SHA256_RE = re.compile(r"^[0-9a-fA-F]{64}$")
@@ -168,3 +171,33 @@ def _fetch(opener, request, url, out, sha256, expected_size, progress, timeout):
         raise DownloadError(
             f"download of {url!r} failed the checksum: sha256 {hasher.hexdigest()}, expected {sha256.lower()}"
         )
+
+
+def download_trained_weights(
+    coco_model_path,
+    verbose: int = 1,
+    url: str = COCO_MODEL_URL,
+    sha256: str | None = None,
+    expected_size: int | None = None,
+    timeout: float = 60,
+    allow_http: bool = False,
+) -> None:
+    """Download the COCO-trained weights (or ``url``) to ``coco_model_path``.
+
+    Uses ``mrcnn.download.download_file``: HTTPS only unless allow_http, streamed to a temporary file,
+    verified against Content-Length and the optional expected_size / sha256, then moved into place; a
+    failed download leaves nothing behind. verbose > 0 prints start/done messages and a progress bar.
+    """
+    if verbose > 0:
+        print(f"Downloading pretrained model to {coco_model_path} ...")
+    download_file(
+        url,
+        coco_model_path,
+        sha256=sha256,
+        expected_size=expected_size,
+        progress=verbose > 0,
+        allow_http=allow_http,
+        timeout=timeout,
+    )
+    if verbose > 0:
+        print("... done downloading pretrained model!")

@@ -8,7 +8,7 @@
 * ``evaluate_coco``: run ``model.detect`` over a dataset and return all of the above plus Matterport's
   ``compute_ap`` mask mAP@0.5.
 * ``EvaluationCallback``: a Keras callback that evaluates every N epochs during training.
-* ``evaluate_map``: VOC-style mask mAP at one or several IoU thresholds (``utils.compute_ap``).
+* ``evaluate_map``: VOC-style mask mAP at one or several IoU thresholds (``metrics.compute_ap``).
 
 Boxes from ``detect()`` and ``extract_bboxes`` are (y1, x1, y2, x2) pixels with exclusive y2/x2; COCO
 boxes are [x, y, width, height] with the same pixel extent (width = x2 - x1).
@@ -27,7 +27,8 @@ from typing import TYPE_CHECKING, Any
 import keras
 import numpy as np
 
-from mrcnn import utils
+from mrcnn.boxes import extract_bboxes
+from mrcnn.metrics import compute_ap
 
 if TYPE_CHECKING:
     from pycocotools.coco import COCO
@@ -270,8 +271,8 @@ def _voc_ap50(coco_gt, image_id, r):
         return None
     gt_masks = np.stack([coco_gt.annToMask(a).astype(bool) for a in anns], axis=-1)
     gt_class_ids = np.array([a["category_id"] for a in anns], dtype=np.int32)
-    ap, _, _, _ = utils.compute_ap(
-        utils.extract_bboxes(gt_masks),
+    ap, _, _, _ = compute_ap(
+        extract_bboxes(gt_masks),
         gt_class_ids,
         gt_masks,
         r["rois"],
@@ -490,9 +491,9 @@ def evaluate_map(
             gt_masks, gt_class_ids = gt_masks[..., keep], gt_class_ids[keep]
             if gt_class_ids.size == 0:
                 continue
-            gt_boxes = utils.extract_bboxes(gt_masks)
+            gt_boxes = extract_bboxes(gt_masks)
             for t in thresholds:
-                ap, _, _, _ = utils.compute_ap(
+                ap, _, _, _ = compute_ap(
                     gt_boxes,
                     gt_class_ids,
                     gt_masks,

@@ -27,7 +27,9 @@ import tempfile
 import numpy as np
 import tensorflow as tf
 
-from mrcnn import cpu_kernels, utils
+from mrcnn import cpu_kernels
+from mrcnn.anchors import anchors_graph
+from mrcnn.backbone import compute_backbone_shapes
 from mrcnn.transform import mold_images_graph, paste_masks_graph, unmold_boxes_graph
 
 MASK_FORMS = ("full", "boxes", "both")
@@ -43,7 +45,7 @@ def _check_backbone_shapes(config):
     """The graph computes pyramid sizes as ceil(side / stride); make sure the config agrees."""
     for side_h, side_w in ((64, 64), (128, 192), (320, 256), (1024, 576)):
         expected = np.array([[-(-side_h // s), -(-side_w // s)] for s in config.BACKBONE_STRIDES])
-        got = np.asarray(utils.compute_backbone_shapes(config, (side_h, side_w, 3)))
+        got = np.asarray(compute_backbone_shapes(config, (side_h, side_w, 3)))
         if got.shape != expected.shape or not np.array_equal(got, expected):
             raise ValueError(
                 f"IMAGE_RESIZE_MODE={config.IMAGE_RESIZE_MODE!r} gives molded images of varying size, so the "
@@ -52,32 +54,6 @@ def _check_backbone_shapes(config):
                 f"of {expected.tolist()}. Use IMAGE_RESIZE_MODE='square' (fixed anchors) or a backbone "
                 "whose feature maps are ceil(side / stride)."
             )
-
-
-def anchors_graph(molded_height, molded_width, config):
-    """``MaskRCNN.get_anchors`` for a molded image size given as scalar tensors: float32 [A, 4]
-    normalized (y1, x1, y2, x2) boxes, computed in float64 as ``utils.generate_pyramid_anchors``."""
-    ratios = np.asarray(config.RPN_ANCHOR_RATIOS, dtype=np.float64)
-    height = tf.cast(molded_height, tf.float64)
-    width = tf.cast(molded_width, tf.float64)
-    stride = int(config.RPN_ANCHOR_STRIDE)
-    levels = []
-    for scale, feature_stride in zip(config.RPN_ANCHOR_SCALES, config.BACKBONE_STRIDES):
-        half_h = tf.constant(0.5 * (scale / np.sqrt(ratios)))  # [R]
-        half_w = tf.constant(0.5 * (scale * np.sqrt(ratios)))
-        rows = tf.cast(tf.math.ceil(height / feature_stride), tf.int32)
-        cols = tf.cast(tf.math.ceil(width / feature_stride), tf.int32)
-        shifts_y = tf.cast(tf.range(0, rows, stride) * feature_stride, tf.float64)
-        shifts_x = tf.cast(tf.range(0, cols, stride) * feature_stride, tf.float64)
-        cy, cx = tf.meshgrid(shifts_y, shifts_x, indexing="ij")  # row-major positions
-        cy = tf.reshape(cy, [-1, 1])
-        cx = tf.reshape(cx, [-1, 1])
-        boxes = tf.stack([cy - half_h, cx - half_w, cy + half_h, cx + half_w], axis=-1)
-        levels.append(tf.reshape(boxes, [-1, 4]))
-    anchors = tf.concat(levels, axis=0)
-    norm_scale = tf.stack([height - 1.0, width - 1.0, height - 1.0, width - 1.0])
-    norm_shift = tf.constant([0.0, 0.0, 1.0, 1.0], tf.float64)
-    return tf.cast((anchors - norm_shift) / norm_scale, tf.float32)
 
 
 def _compact(keep, tensors):

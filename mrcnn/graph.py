@@ -14,77 +14,23 @@ training and an inference model by name. Boxes inside the graph are normalized (
 from __future__ import annotations
 
 import keras
-import numpy as np
 import tensorflow as tf
 
-from mrcnn import utils
-from mrcnn.backbone import bn_training, build_backbone, compute_backbone_shapes
+from mrcnn.backbone import bn_training, build_backbone
+from mrcnn.boxes import norm_boxes_graph
 from mrcnn.detection import DetectionBoxes, DetectionLayer
-from mrcnn.graph_ops import Float32Layer, norm_boxes_graph
+from mrcnn.graph_ops import Float32Layer
 from mrcnn.heads import build_fpn_mask_graph, fpn_classifier_graph, fpn_mask_head
 from mrcnn.losses import MrcnnBboxLoss, MrcnnClassLoss, MrcnnMaskLoss, RPNBboxLoss, RPNClassLoss
 from mrcnn.proposals import ProposalLayer
 from mrcnn.roi_align import PyramidROIAlign
-from mrcnn.rpn import build_rpn_model
+from mrcnn.rpn import anchor_layer, build_rpn_model
 from mrcnn.targets import DetectionTargetLayer, PositiveRoiPack, PositiveRoiSlice, positive_quota
 from mrcnn.training import MaskRCNNTrainer, dtype_policy_scope
 
 ############################################################
-#  Small graph layers used by the model builder
+#  A small graph layer used by the model builder
 ############################################################
-
-
-@keras.saving.register_keras_serializable(package="mrcnn")
-class ConstantAnchors(Float32Layer):
-    """Pyramid anchors of a fixed image shape, normalized, broadcast to the batch: [B, A, 4].
-
-    Built from the anchor settings (not stored values), so ``get_config`` stays small. Input: the image
-    batch (only its batch size is used).
-    """
-
-    def __init__(self, scales, ratios, backbone_shapes, strides, anchor_stride, image_shape, **kwargs):
-        super().__init__(**kwargs)
-        self.scales = list(scales)
-        self.ratios = list(ratios)
-        self.backbone_shapes = [list(map(int, s)) for s in backbone_shapes]
-        self.strides = list(strides)
-        self.anchor_stride = int(anchor_stride)
-        self.image_shape = list(map(int, image_shape))
-        anchors = utils.generate_pyramid_anchors(
-            self.scales, self.ratios, np.array(self.backbone_shapes), self.strides, self.anchor_stride
-        )
-        self.anchors = utils.norm_boxes(anchors, self.image_shape[:2]).astype(np.float32)
-
-    def call(self, image):
-        anchors = tf.constant(self.anchors)
-        return tf.broadcast_to(anchors[tf.newaxis], [tf.shape(image)[0], *self.anchors.shape])
-
-    def compute_output_shape(self, input_shape):
-        return (input_shape[0], *self.anchors.shape)
-
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "scales": self.scales,
-            "ratios": self.ratios,
-            "backbone_shapes": self.backbone_shapes,
-            "strides": self.strides,
-            "anchor_stride": self.anchor_stride,
-            "image_shape": self.image_shape,
-        }
-
-
-def _anchor_layer(config):
-    backbone_shapes = compute_backbone_shapes(config, config.IMAGE_SHAPE)
-    return ConstantAnchors(
-        config.RPN_ANCHOR_SCALES,
-        config.RPN_ANCHOR_RATIOS,
-        backbone_shapes,
-        config.BACKBONE_STRIDES,
-        config.RPN_ANCHOR_STRIDE,
-        config.IMAGE_SHAPE,
-        name="anchors",
-    )
 
 
 @keras.saving.register_keras_serializable(package="mrcnn")
@@ -226,7 +172,7 @@ def build_training_graph(config) -> MaskRCNNTrainer:
     inputs = [input_image, input_image_meta, *ground_truth]
     gt_boxes = NormBoxes(name="norm_gt_boxes")([input_gt_boxes, input_image])
 
-    anchors = _anchor_layer(config)(input_image)
+    anchors = anchor_layer(config)(input_image)
     rpn_class_logits, rpn_class, rpn_bbox, rpn_rois, feature_maps = _trunk(
         input_image, anchors, config, config.POST_NMS_ROIS_TRAINING
     )

@@ -7,7 +7,7 @@ modellib`` also finds every other name of Matterport's ``mrcnn.model`` (graph bu
 data pipeline functions, ``log``), re-exported from those modules.
 
 Coordinates: boxes are (y1, x1, y2, x2). ``detect`` returns pixel boxes of the original image with
-exclusive y2/x2; inside the graph boxes are normalized (``utils.norm_boxes``).
+exclusive y2/x2; inside the graph boxes are normalized (``mrcnn.boxes.norm_boxes``).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from mrcnn import utils
+from mrcnn.anchors import config_anchors
 from mrcnn.backbone import (  # noqa: F401  (re-exported contract names)
     BatchNorm,
     bn_training,
@@ -35,27 +35,19 @@ from mrcnn.backbone import (  # noqa: F401  (re-exported contract names)
     identity_block,
     resnet_graph,
 )
-from mrcnn.config import Config
-from mrcnn.data import (  # noqa: F401
-    build_detection_targets,
-    build_rpn_targets,
-    data_generator,
-    generate_random_rois,
-    load_image_gt,
-)
-from mrcnn.detection import DetectionBoxes, DetectionLayer, refine_detections_graph  # noqa: F401
-from mrcnn.graph import build_graph
-from mrcnn.graph_ops import (  # noqa: F401
-    Float32Layer,
+from mrcnn.boxes import (  # noqa: F401
     apply_box_deltas_graph,
-    batch_pack_graph,
     clip_boxes_graph,
     denorm_boxes_graph,
-    log2_graph,
     norm_boxes_graph,
     overlaps_graph,
-    trim_zeros_graph,
 )
+from mrcnn.config import Config
+from mrcnn.data import data_generator, load_image_gt  # noqa: F401
+from mrcnn.data_targets import build_detection_targets, build_rpn_targets, generate_random_rois  # noqa: F401
+from mrcnn.detection import DetectionBoxes, DetectionLayer, refine_detections_graph  # noqa: F401
+from mrcnn.graph import build_graph
+from mrcnn.graph_ops import Float32Layer, batch_pack_graph, log2_graph, trim_zeros_graph  # noqa: F401
 from mrcnn.heads import build_fpn_mask_graph, fpn_classifier_graph, fpn_mask_head  # noqa: F401
 from mrcnn.inference import Detector
 from mrcnn.losses import (  # noqa: F401
@@ -147,7 +139,6 @@ class MaskRCNN:
         self.mode = mode
         self.config = config
         self.model_dir = model_dir
-        self._anchor_cache = {}
         self._detector = None
         self.set_log_dir()
         self.strategy = strategy if strategy is not None or mode != "training" else training_strategy(config)
@@ -445,20 +436,11 @@ class MaskRCNN:
         )
 
     def get_anchors(self, image_shape) -> np.ndarray:
-        """Normalized pyramid anchors [A, 4] for a molded image shape (cached); pixels in ``self.anchors``."""
-        key = tuple(int(v) for v in image_shape[:2])
-        if key not in self._anchor_cache:
-            backbone_shapes = compute_backbone_shapes(self.config, image_shape)
-            anchors = utils.generate_pyramid_anchors(
-                self.config.RPN_ANCHOR_SCALES,
-                self.config.RPN_ANCHOR_RATIOS,
-                backbone_shapes,
-                self.config.BACKBONE_STRIDES,
-                self.config.RPN_ANCHOR_STRIDE,
-            )
-            self.anchors = anchors
-            self._anchor_cache[key] = utils.norm_boxes(anchors, key).astype(np.float32)
-        return self._anchor_cache[key]
+        """Normalized pyramid anchors [A, 4] for a molded image shape; pixels in ``self.anchors``.
+
+        Both are read-only arrays from ``mrcnn.anchors``' cache."""
+        self.anchors, normalized = config_anchors(self.config, image_shape)
+        return normalized
 
     def ancestor(self, tensor, name, checked=None):
         """Not available in Keras 3 (no TF1 graph to walk): use ``keras_model.get_layer(name).output``."""

@@ -47,7 +47,7 @@ def _corners_and_area(boxes):
 def _iou(a, b):
     """[P, 5] x [Q, 5] from ``_corners_and_area`` -> [P, Q] IoU, 0 where either box has zero area.
 
-    Not ``graph_ops.overlaps_graph``: this takes areas computed once per box (the selected boxes meet
+    Not ``boxes.overlaps_graph``: this takes areas computed once per box (the selected boxes meet
     every block) and follows TensorFlow's NMS rule for zero-area boxes and flipped corners.
     """
     height = tf.minimum(a[:, None, 2], b[None, :, 2]) - tf.maximum(a[:, None, 0], b[None, :, 0])

@@ -1,13 +1,14 @@
 """ProposalLayer: turn RPN scores and deltas into a fixed number of region proposals per image.
 
-Boxes are (y1, x1, y2, x2) in normalized coordinates (see ``mrcnn.graph_ops.norm_boxes_graph``).
+Boxes are (y1, x1, y2, x2) in normalized coordinates (see ``mrcnn.boxes.norm_boxes_graph``).
 """
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from mrcnn.graph_ops import Float32Layer, apply_box_deltas_graph, clip_boxes_graph
+from mrcnn.boxes import apply_box_deltas_graph, clip_boxes_graph
+from mrcnn.graph_ops import Float32Layer
 from mrcnn.nms import nms_indices
 
 

@@ -1,6 +1,6 @@
 """PyramidROIAlign: pool a fixed-size feature crop for every box from the FPN level that fits its size.
 
-Boxes are (y1, x1, y2, x2) in normalized coordinates (see ``mrcnn.graph_ops.norm_boxes_graph``).
+Boxes are (y1, x1, y2, x2) in normalized coordinates (see ``mrcnn.boxes.norm_boxes_graph``).
 """
 
 import keras

@@ -2,7 +2,8 @@
 
 Anchor order: for a feature map ``[B, h, w, C]`` with ``A`` anchors per location and stride ``s``, the
 head outputs ``N = ceil(h / s) * ceil(w / s) * A`` anchors, ordered by position row-major and by anchor
-(ratio) innermost, which is the order of ``utils.generate_anchors``.
+(ratio) innermost, which is the order of ``mrcnn.anchors.generate_anchors``. ``ConstantAnchors`` feeds
+those anchors (normalized) to the training graph.
 
 At anchor stride 1 the shared convolution is a ``SparseGradientConv2D``: the RPN losses read only the
 sampled anchors, so its backward pass is computed from the positions that get a gradient (same weights,
@@ -13,7 +14,11 @@ outputs in float32.
 """
 
 import keras
+import tensorflow as tf
 
+from mrcnn.anchors import pyramid_anchors
+from mrcnn.backbone import compute_backbone_shapes
+from mrcnn.graph_ops import Float32Layer
 from mrcnn.sparse_conv import SparseGradientConv2D
 
 
@@ -73,3 +78,55 @@ def build_rpn_model(anchor_stride, anchors_per_location, depth):
     input_feature_map = keras.Input(shape=[None, None, depth], name="input_rpn_feature_map")
     outputs = rpn_graph(input_feature_map, anchors_per_location, anchor_stride)
     return keras.Model(input_feature_map, outputs, name="rpn_model")
+
+
+@keras.saving.register_keras_serializable(package="mrcnn")
+class ConstantAnchors(Float32Layer):
+    """Pyramid anchors of a fixed image shape, normalized, broadcast to the batch: [B, A, 4].
+
+    Built from the anchor settings (not stored values), so ``get_config`` stays small. Input: the image
+    batch (only its batch size is used). The anchors come from ``mrcnn.anchors.pyramid_anchors``.
+    """
+
+    def __init__(self, scales, ratios, backbone_shapes, strides, anchor_stride, image_shape, **kwargs):
+        super().__init__(**kwargs)
+        self.scales = list(scales)
+        self.ratios = list(ratios)
+        self.backbone_shapes = [list(map(int, s)) for s in backbone_shapes]
+        self.strides = list(strides)
+        self.anchor_stride = int(anchor_stride)
+        self.image_shape = list(map(int, image_shape))
+        _, self.anchors = pyramid_anchors(
+            self.scales, self.ratios, self.backbone_shapes, self.strides, self.anchor_stride, self.image_shape
+        )
+
+    def call(self, image):
+        anchors = tf.constant(self.anchors)
+        return tf.broadcast_to(anchors[tf.newaxis], [tf.shape(image)[0], *self.anchors.shape])
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], *self.anchors.shape)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "scales": self.scales,
+            "ratios": self.ratios,
+            "backbone_shapes": self.backbone_shapes,
+            "strides": self.strides,
+            "anchor_stride": self.anchor_stride,
+            "image_shape": self.image_shape,
+        }
+
+
+def anchor_layer(config):
+    """The training graph's ``ConstantAnchors`` layer named "anchors", for ``config.IMAGE_SHAPE``."""
+    return ConstantAnchors(
+        config.RPN_ANCHOR_SCALES,
+        config.RPN_ANCHOR_RATIOS,
+        compute_backbone_shapes(config, config.IMAGE_SHAPE),
+        config.BACKBONE_STRIDES,
+        config.RPN_ANCHOR_STRIDE,
+        config.IMAGE_SHAPE,
+        name="anchors",
+    )

@@ -9,13 +9,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from mrcnn.graph_ops import (
-    Float32Layer,
-    box_refinement_graph,
-    overlaps_graph,
-    shape_list,
-    trim_zeros_graph,
-)
+from mrcnn.boxes import box_refinement_graph, overlaps_graph
+from mrcnn.graph_ops import Float32Layer, shape_list, trim_zeros_graph
 
 # IoU thresholds of Matterport's sampler.
 POSITIVE_IOU = 0.5

@@ -30,6 +30,7 @@ from matplotlib import lines, patches
 from skimage.measure import find_contours
 
 from mrcnn import utils
+from mrcnn.metrics import compute_matches, trim_zeros
 
 __all__ = [
     "display_images",
@@ -351,22 +352,22 @@ def display_differences(
     """Ground truth (green) and predictions (red) on one image; predictions captioned "score / IoU".
 
     gt_box [G, 4], gt_class_id [G], gt_mask [H, W, G]; pred_box [P, 4], pred_class_id [P], pred_score [P],
-    pred_mask [H, W, P]. Zero box rows (padding) are dropped. Matching is ``utils.compute_matches`` (mask
+    pred_mask [H, W, P]. Zero box rows (padding) are dropped. Matching is ``metrics.compute_matches`` (mask
     IoU); the IoU shown is that of the matched GT, or the best overlap when unmatched (0 with no GT).
     Fix: Matterport paired matches (in score order) with predictions in input order; here predictions are
     sorted by score first so captions belong to the right boxes. Returns the Figure.
     """
-    gt_box = utils.trim_zeros(np.asarray(gt_box).reshape(-1, 4))
+    gt_box = trim_zeros(np.asarray(gt_box).reshape(-1, 4))
     gt_class_id = np.asarray(gt_class_id).reshape(-1)[: len(gt_box)]
     gt_mask = np.asarray(gt_mask)[..., : len(gt_box)]
-    pred_box = utils.trim_zeros(np.asarray(pred_box).reshape(-1, 4))
+    pred_box = trim_zeros(np.asarray(pred_box).reshape(-1, 4))
     order = np.argsort(-np.asarray(pred_score, dtype=np.float64).reshape(-1)[: len(pred_box)], kind="stable")
     pred_box = pred_box[order]
     pred_class_id = np.asarray(pred_class_id).reshape(-1)[order]
     pred_score = np.asarray(pred_score, dtype=np.float64).reshape(-1)[order]
     pred_mask = np.asarray(pred_mask)[..., order]
 
-    gt_match, pred_match, overlaps = utils.compute_matches(
+    gt_match, pred_match, overlaps = compute_matches(
         gt_box,
         gt_class_id,
         gt_mask,
@@ -487,7 +488,7 @@ def display_top_masks(image, mask, class_ids, class_names, limit=4, *, save_path
 
 
 def plot_precision_recall(AP, precisions, recalls, *, save_path=None):
-    """Precision-recall curve titled with the AP (as from ``utils.compute_ap``). Returns the Figure."""
+    """Precision-recall curve titled with the AP (as from ``metrics.compute_ap``). Returns the Figure."""
     fig, ax = plt.subplots(1)
     ax.set_title(f"Precision-Recall Curve. AP@50 = {float(AP):.3f}")
     ax.set_ylim(0, 1.1)
@@ -503,7 +504,7 @@ def plot_overlaps(
     or "wrong" where IoU > ``threshold``.
 
     Background (class 0) entries are dropped from both id lists (and from ``pred_scores``) first;
-    ``overlaps`` must then be [P, G] as returned by ``utils.compute_matches``. Returns the Figure.
+    ``overlaps`` must then be [P, G] as returned by ``metrics.compute_matches``. Returns the Figure.
     """
     gt_class_ids = np.asarray(gt_class_ids).reshape(-1)
     pred_class_ids = np.asarray(pred_class_ids).reshape(-1)

@@ -15,7 +15,7 @@ from tiny_configs import Tiny64Config, TinyShapesConfig
 import mrcnn.model as modellib
 from mrcnn import data, utils
 from mrcnn.config import Config
-from mrcnn.utils import DatasetNotPreparedError
+from mrcnn.datasets.base import DatasetNotPreparedError
 
 
 class BadInputConfig(Tiny64Config):

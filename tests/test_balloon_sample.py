@@ -100,8 +100,8 @@ def test_config_overrides():
         sample_utils.make_config(balloon.BalloonConfig, ["IMAGE_MAX_DIM"])
     with pytest.raises(ValueError, match="multiple of 64"):
         sample_utils.make_config(balloon.BalloonConfig, ["IMAGE_MAX_DIM=100"])
+    from mrcnn.backbone import config_callable
     from mrcnn.datasets.shapes import small_backbone, small_backbone_shapes
-    from mrcnn.utils import config_callable
 
     config = sample_utils.make_config(
         balloon.BalloonConfig,

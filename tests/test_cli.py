@@ -361,8 +361,8 @@ def test_train_then_evaluate_and_export_the_checkpoint(tmp_path, capsys):
 
 def test_shipped_json_configs_load():
     """Every config in samples/configs (used by the README's real-data commands) builds and validates."""
+    from mrcnn.backbone import config_callable
     from mrcnn.datasets.shapes import small_backbone
-    from mrcnn.utils import config_callable
 
     folder = os.path.join(os.path.dirname(__file__), "..", "samples", "configs")
     names = sorted(n for n in os.listdir(folder) if n.endswith(".json"))

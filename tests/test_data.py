@@ -9,7 +9,7 @@ import keras
 import numpy as np
 import pytest
 
-from mrcnn import augment, data, utils
+from mrcnn import augment, data, data_targets, utils
 from mrcnn.config import Config
 from samples.shapes.shapes import ShapesConfig, ShapesDataset
 
@@ -318,7 +318,7 @@ def test_build_rpn_targets_matches_reference_on_random_cases():
         expected, best_gt = _reference_rpn_match(anchors, gt_class_ids, gt_boxes)
         for train_anchors in (len(anchors) * 2, 32):
             config = _rpn_config(train_anchors)
-            match, deltas = data.build_rpn_targets(
+            match, deltas = data_targets.build_rpn_targets(
                 (64, 64, 3), anchors, gt_class_ids, gt_boxes, config, rng=np.random.default_rng(case)
             )
             assert match.dtype == np.int32 and match.shape == (len(anchors),)
@@ -342,24 +342,26 @@ def test_build_rpn_targets_ties_and_thresholds():
         [[0, 0, 16, 16], [8, 8, 24, 24], [40, 40, 56, 56], [4, 4, 20, 20], [30, 30, 38, 38]], dtype=np.float64
     )
     gt_boxes = np.array([[4, 4, 20, 20]])
-    match, deltas = data.build_rpn_targets((64, 64, 3), anchors[[0, 1, 2]], [1], gt_boxes, _rpn_config(256))
+    match, deltas = data_targets.build_rpn_targets(
+        (64, 64, 3), anchors[[0, 1, 2]], [1], gt_boxes, _rpn_config(256)
+    )
     # Both anchors tie for the box's best IoU (144 / 368 = 0.39), so both are positive; the far one negative.
     assert match.tolist() == [1, 1, -1]
     np.testing.assert_allclose(deltas[0], [0.25 / 0.1, 0.25 / 0.1, 0, 0])
     np.testing.assert_allclose(deltas[1], [-0.25 / 0.1, -0.25 / 0.1, 0, 0])
     # With an exact match, the tied-but-weaker anchors fall back to neutral (0.3 <= IoU < 0.7).
-    match, _ = data.build_rpn_targets((64, 64, 3), anchors, [1], gt_boxes, _rpn_config(256))
+    match, _ = data_targets.build_rpn_targets((64, 64, 3), anchors, [1], gt_boxes, _rpn_config(256))
     assert match.tolist() == [0, 0, -1, 1, -1]
 
 
 def test_build_rpn_targets_crowds():
     anchors = np.array([[0, 0, 10, 10], [30, 30, 40, 40], [39, 39, 60, 60], [50, 50, 60, 60]], np.float64)
     gt_boxes = np.array([[0, 0, 10, 10], [20, 20, 40, 40]])
-    match, deltas = data.build_rpn_targets((64, 64, 3), anchors, [1, -1], gt_boxes, _rpn_config(256))
+    match, deltas = data_targets.build_rpn_targets((64, 64, 3), anchors, [1, -1], gt_boxes, _rpn_config(256))
     # Anchor 1 lies inside the crowd and anchor 2 grazes it (IoU 1/840 >= 0.001): neutral, never negative.
     assert match.tolist() == [1, 0, 0, -1]
     assert not deltas[0].any() and not deltas[1:].any()
-    only_crowd, _ = data.build_rpn_targets((64, 64, 3), anchors, [-1], gt_boxes[1:], _rpn_config(256))
+    only_crowd, _ = data_targets.build_rpn_targets((64, 64, 3), anchors, [-1], gt_boxes[1:], _rpn_config(256))
     assert only_crowd.tolist() == [-1, 0, 0, -1]
 
 
@@ -367,7 +369,7 @@ def test_build_rpn_targets_on_pyramid_anchors(shapes, config):
     anchors = data._SampleBuilder(shapes, config).anchors((128, 128))
     assert anchors.shape == (NUM_ANCHORS_128, 4)
     _, _, class_ids, boxes, _ = data.load_image_gt(shapes, config, 0)
-    match, deltas = data.build_rpn_targets(
+    match, deltas = data_targets.build_rpn_targets(
         (128, 128, 3), anchors, class_ids, boxes, config, rng=np.random.default_rng(0)
     )
     positives = np.flatnonzero(match == 1)
@@ -385,7 +387,7 @@ def test_build_rpn_targets_on_pyramid_anchors(shapes, config):
 
 def test_generate_random_rois():
     gt_boxes = np.array([[10, 10, 20, 30], [40, 50, 60, 60]])
-    rois = data.generate_random_rois(
+    rois = data_targets.generate_random_rois(
         (64, 64, 3), 100, np.array([1, 2]), gt_boxes, rng=np.random.default_rng(0)
     )
     assert rois.shape == (100, 4) and rois.dtype == np.int32
@@ -405,10 +407,10 @@ def test_build_detection_targets(config):
         [
             boxes,
             boxes + 1,
-            data.generate_random_rois((128, 128), 60, class_ids, boxes, rng=np.random.default_rng(1)),
+            data_targets.generate_random_rois((128, 128), 60, class_ids, boxes, rng=np.random.default_rng(1)),
         ]
     )
-    out_rois, out_ids, out_bbox, out_masks = data.build_detection_targets(
+    out_rois, out_ids, out_bbox, out_masks = data_targets.build_detection_targets(
         rois, class_ids, boxes, masks, config, rng=np.random.default_rng(2)
     )
     rois_count = config.TRAIN_ROIS_PER_IMAGE
@@ -429,7 +431,7 @@ def test_build_detection_targets(config):
         assert not out_bbox[i, other].any() and not out_masks[i, :, :, other].any()
     assert not out_bbox[out_ids == 0].any()
     with pytest.raises(TypeError, match="bool"):
-        data.build_detection_targets(rois, class_ids, boxes, masks.astype(np.uint8), config)
+        data_targets.build_detection_targets(rois, class_ids, boxes, masks.astype(np.uint8), config)
 
 
 ############################################################

@@ -9,6 +9,7 @@ from PIL import Image
 from shared_paths import DATA_DIR
 
 from mrcnn import utils
+from mrcnn.datasets.base import DatasetNotPreparedError
 
 BALLOON = str(DATA_DIR / "balloon")
 
@@ -55,7 +56,7 @@ def test_attributes_before_prepare_say_call_prepare():
         with pytest.raises(AttributeError, match=r"call dataset\.prepare\(\)") as info:
             getattr(ds, name)
         assert name in str(info.value)
-        assert isinstance(info.value, utils.DatasetNotPreparedError)
+        assert isinstance(info.value, DatasetNotPreparedError)
     with pytest.raises(AttributeError, match="prepare"):
         ds.map_source_class_id("coco.12")
     assert not hasattr(ds, "num_images")

@@ -14,11 +14,12 @@ import tensorflow as tf
 
 import mrcnn.model as modellib
 from mrcnn import cpu_kernels, utils
+from mrcnn.anchors import anchors_graph
+from mrcnn.backbone import compute_backbone_shapes
 from mrcnn.config import Config
 from mrcnn.datasets.shapes import small_backbone, small_backbone_shapes
 from mrcnn.export import (
     ServingModule,
-    anchors_graph,
     export_saved_model,
 )
 
@@ -96,7 +97,7 @@ def test_anchors_graph_matches_get_anchors(shape):
         utils.generate_pyramid_anchors(
             config.RPN_ANCHOR_SCALES,
             config.RPN_ANCHOR_RATIOS,
-            utils.compute_backbone_shapes(config, shape),
+            compute_backbone_shapes(config, shape),
             config.BACKBONE_STRIDES,
             config.RPN_ANCHOR_STRIDE,
         ),

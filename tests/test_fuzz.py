@@ -15,7 +15,8 @@ import os
 import numpy as np
 from tiny_configs import Tiny64Config, config_with
 
-from mrcnn import data, utils
+from mrcnn import data, data_targets, utils
+from mrcnn.backbone import compute_backbone_shapes
 
 SEED = int(os.environ.get("MRCNN_FUZZ_SEED", "20261124"))
 NUM_IMAGES = 1200
@@ -181,13 +182,13 @@ def check_image(dataset, image_id, anchors_cache):
         anchors_cache[shape] = utils.generate_pyramid_anchors(
             config.RPN_ANCHOR_SCALES,
             config.RPN_ANCHOR_RATIOS,
-            utils.compute_backbone_shapes(config, shape),
+            compute_backbone_shapes(config, shape),
             config.BACKBONE_STRIDES,
             config.RPN_ANCHOR_STRIDE,
         )
     anchors = anchors_cache[shape]
     assert anchors.shape == (_anchor_count(shape, config), 4), where
-    rpn_match, rpn_bbox = data.build_rpn_targets(
+    rpn_match, rpn_bbox = data_targets.build_rpn_targets(
         image.shape, anchors, class_ids, boxes, config, rng=np.random.default_rng([SEED, image_id])
     )
     train = config.RPN_TRAIN_ANCHORS_PER_IMAGE

@@ -1,25 +1,18 @@
-"""Tests for mrcnn.utils geometry, resizing, anchors and metrics."""
+"""Tests for the mrcnn.utils facade (Matterport's names), batch_slice, resizing and mask molding.
 
-import math
+Box geometry is tested in test_boxes.py, anchors in test_anchors.py, AP metrics in test_metrics.py."""
+
 import random
 import subprocess
 import sys
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from box_strategies import FAST, box_strategy
+from hypothesis import given
 from hypothesis import strategies as st
 
 from mrcnn import utils
-
-FAST = settings(max_examples=40, deadline=None)
-
-
-def box_strategy(max_coord=100):
-    """Integer pixel boxes (y1, x1, y2, x2) with positive height and width."""
-    return st.tuples(
-        st.integers(0, max_coord - 1), st.integers(0, max_coord - 1), st.integers(1, 50), st.integers(1, 50)
-    ).map(lambda t: (t[0], t[1], t[0] + t[2], t[1] + t[3]))
 
 
 def test_import_does_not_load_tensorflow():
@@ -34,139 +27,28 @@ def test_coco_model_url():
     )
 
 
-# --------------------------------------------------------------------------- boxes
+# Every name of Matterport's mrcnn.utils (docs: /work/shared/spec/matterport_api.md, section 3).
+MATTERPORT_UTILS_NAMES = (
+    "COCO_MODEL_URL extract_bboxes compute_iou compute_overlaps compute_overlaps_masks non_max_suppression "
+    "apply_box_deltas box_refinement_graph box_refinement Dataset resize_image resize_mask minimize_mask "
+    "expand_mask unmold_mask generate_anchors generate_pyramid_anchors trim_zeros compute_matches compute_ap "
+    "compute_ap_range compute_recall batch_slice download_trained_weights norm_boxes denorm_boxes resize"
+).split()
 
 
-def test_extract_bboxes_hand_case_and_empty_mask():
-    mask = np.zeros((10, 12, 3), dtype=bool)
-    mask[2:5, 3:7, 0] = True
-    mask[9, 11, 1] = True
-    mask[0, 0, 1] = True
-    boxes = utils.extract_bboxes(mask)
-    assert boxes.dtype == np.int32
-    np.testing.assert_array_equal(boxes, [[2, 3, 5, 7], [0, 0, 10, 12], [0, 0, 0, 0]])
+def test_facade_has_every_matterport_name():
+    from mrcnn import anchors, boxes, datasets, download, graph_ops, metrics
 
-
-def test_extract_bboxes_rejects_2d():
-    with pytest.raises(ValueError, match=r"\[H, W, N\]"):
-        utils.extract_bboxes(np.zeros((4, 4)))
-
-
-@FAST
-@given(st.lists(box_strategy(40), min_size=1, max_size=4))
-def test_extract_bboxes_recovers_filled_boxes(boxes):
-    mask = np.zeros((100, 100, len(boxes)), dtype=np.uint8)
-    for i, (y1, x1, y2, x2) in enumerate(boxes):
-        mask[y1:y2, x1:x2, i] = 1
-    np.testing.assert_array_equal(utils.extract_bboxes(mask), np.array(boxes))
-
-
-def test_compute_iou_and_overlaps_hand_case():
-    box = np.array([0, 0, 10, 10])
-    boxes = np.array([[0, 0, 10, 10], [5, 5, 15, 15], [20, 20, 30, 30], [0, 0, 5, 10]])
-    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    iou = utils.compute_iou(box, boxes, 100, areas)
-    np.testing.assert_allclose(iou, [1.0, 25 / 175, 0.0, 0.5])
-    overlaps = utils.compute_overlaps(box[None], boxes)
-    assert overlaps.dtype == np.float64 and overlaps.shape == (1, 4)
-    np.testing.assert_allclose(overlaps[0], iou)
-    assert utils.compute_overlaps(np.zeros((0, 4)), boxes).shape == (0, 4)
-
-
-@FAST
-@given(st.lists(box_strategy(), min_size=1, max_size=5), st.lists(box_strategy(), min_size=1, max_size=5))
-def test_overlaps_symmetric_bounded_and_match_compute_iou(b1, b2):
-    b1, b2 = np.array(b1), np.array(b2)
-    ov = utils.compute_overlaps(b1, b2)
-    np.testing.assert_allclose(ov, utils.compute_overlaps(b2, b1).T)
-    assert np.all((ov >= 0) & (ov <= 1))
-    np.testing.assert_allclose(np.diag(utils.compute_overlaps(b1, b1)), 1.0)
-    areas2 = (b2[:, 2] - b2[:, 0]) * (b2[:, 3] - b2[:, 1])
-    for i, box in enumerate(b1):
-        area = (box[2] - box[0]) * (box[3] - box[1])
-        np.testing.assert_allclose(ov[i], utils.compute_iou(box, b2, area, areas2))
-
-
-def test_compute_overlaps_masks_hand_case():
-    m1 = np.zeros((4, 4, 2), dtype=bool)
-    m1[:2, :, 0] = True  # 8 px
-    m1[:, :, 1] = True  # 16 px
-    m2 = np.zeros((4, 4, 2), dtype=np.float32)
-    m2[:, :2, 0] = 1.0  # 8 px, overlap with m1[0]: 4
-    m2[:, :, 1] = 0.4  # below the 0.5 threshold -> empty mask
-    ov = utils.compute_overlaps_masks(m1, m2)
-    assert ov.dtype == np.float32
-    np.testing.assert_allclose(ov, [[4 / 12, 0.0], [8 / 16, 0.0]])
-    assert utils.compute_overlaps_masks(m1, np.zeros((4, 4, 0))).shape == (2, 0)
-    with pytest.raises(ValueError, match="share"):
-        utils.compute_overlaps_masks(m1, np.zeros((5, 4, 1)))
-
-
-@FAST
-@given(st.lists(box_strategy(30), min_size=1, max_size=4))
-def test_mask_overlaps_of_box_masks_equal_box_overlaps(boxes):
-    masks = np.zeros((80, 80, len(boxes)), dtype=bool)
-    for i, (y1, x1, y2, x2) in enumerate(boxes):
-        masks[y1:y2, x1:x2, i] = True
-    np.testing.assert_allclose(
-        utils.compute_overlaps_masks(masks, masks), utils.compute_overlaps(boxes, boxes), rtol=1e-6
-    )
-
-
-def test_non_max_suppression_hand_case():
-    boxes = np.array([[0, 0, 10, 10], [1, 1, 11, 11], [20, 20, 30, 30], [0, 0, 10, 9]], dtype=np.float32)
-    scores = np.array([0.8, 0.9, 0.7, 0.6])
-    # box 1 wins; box 0 (IoU 81/119 = 0.68) and box 3 (IoU 72/118 = 0.61) are suppressed at 0.5.
-    keep = utils.non_max_suppression(boxes, scores, 0.5)
-    assert keep.dtype == np.int32
-    np.testing.assert_array_equal(keep, [1, 2])
-    # At threshold 0.65, box 3 (0.61) survives but box 0 (0.68) does not.
-    np.testing.assert_array_equal(utils.non_max_suppression(boxes, scores, 0.65), [1, 2, 3])
-    with pytest.raises(ValueError, match="at least one box"):
-        utils.non_max_suppression(np.zeros((0, 4)), np.zeros(0), 0.5)
-
-
-@FAST
-@given(st.lists(box_strategy(), min_size=1, max_size=8), st.floats(0.1, 0.9))
-def test_non_max_suppression_kept_boxes_do_not_overlap(boxes, threshold):
-    boxes = np.array(boxes, dtype=np.float32)
-    scores = np.linspace(1, 0.1, len(boxes))
-    keep = utils.non_max_suppression(boxes, scores, threshold)
-    assert keep[0] == 0
-    ov = utils.compute_overlaps(boxes[keep], boxes[keep])
-    np.fill_diagonal(ov, 0)
-    assert np.all(ov <= threshold + 1e-6)
-    dropped = np.setdiff1d(np.arange(len(boxes)), keep)
-    if dropped.size:
-        assert np.all(utils.compute_overlaps(boxes[dropped], boxes[keep]).max(axis=1) > threshold)
-
-
-def test_box_refinement_hand_case():
-    box = np.array([[0, 0, 10, 20]])
-    gt = np.array([[5, 0, 25, 10]])
-    deltas = utils.box_refinement(box, gt)
-    assert deltas.dtype == np.float32
-    np.testing.assert_allclose(deltas, [[1.0, -0.25, math.log(2), math.log(0.5)]], rtol=1e-6)
-    out = utils.apply_box_deltas(box, deltas)
-    assert out.dtype == np.float32
-    np.testing.assert_allclose(out, gt, atol=1e-5)
-
-
-@FAST
-@given(st.lists(st.tuples(box_strategy(), box_strategy()), min_size=1, max_size=6))
-def test_apply_box_deltas_inverts_box_refinement(pairs):
-    b = np.array([p[0] for p in pairs], dtype=np.float32)
-    g = np.array([p[1] for p in pairs], dtype=np.float32)
-    np.testing.assert_allclose(utils.apply_box_deltas(b, utils.box_refinement(b, g)), g, atol=1e-3)
-
-
-def test_box_refinement_graph_matches_numpy():
-    pytest.importorskip("tensorflow")
-    b = np.array([[0, 0, 10, 20], [3, 4, 9, 7]], dtype=np.float32)
-    g = np.array([[5, 0, 25, 10], [2, 2, 12, 8]], dtype=np.float32)
-    out = utils.box_refinement_graph(b, g)
-    assert out.dtype.name == "float32"
-    np.testing.assert_allclose(out.numpy(), utils.box_refinement(b, g), rtol=1e-6)
+    assert sorted(utils.__all__) == sorted(MATTERPORT_UTILS_NAMES)
+    for name in MATTERPORT_UTILS_NAMES:
+        assert getattr(utils, name) is not None, name
+    assert utils.Dataset is datasets.base.Dataset
+    assert utils.compute_overlaps is boxes.compute_overlaps
+    assert utils.box_refinement_graph is boxes.box_refinement_graph
+    assert utils.generate_pyramid_anchors is anchors.generate_pyramid_anchors
+    assert utils.compute_ap is metrics.compute_ap
+    assert utils.batch_slice is graph_ops.batch_slice
+    assert utils.download_trained_weights is download.download_trained_weights
 
 
 def test_batch_slice_stacks_and_unwraps():
@@ -393,186 +275,3 @@ def test_resize_wrapper_accepts_bool():
     # interpolated as float (scikit-image refuses bool with order 1); "constant" mode blends the border
     assert out.dtype.kind == "f" and out[1:-1, 1:3].min() > 0.99 and out[:, 5:].max() < 0.01
     assert 0.5 < out[0, 0] < 1
-
-
-# --------------------------------------------------------------------------- anchors
-
-
-def test_generate_anchors_hand_case():
-    anchors = utils.generate_anchors(8, [0.5, 1, 2], (2, 3), 4, 1)
-    assert anchors.shape == (2 * 3 * 3, 4)
-    s2 = math.sqrt(2)
-    # first position (0, 0): ratios innermost
-    np.testing.assert_allclose(
-        anchors[:3],
-        [[-4 * s2, -2 * s2, 4 * s2, 2 * s2], [-4, -4, 4, 4], [-2 * s2, -4 * s2, 2 * s2, 4 * s2]],
-    )
-    # position index 1 is (row 0, col 1): centre (0, 4); index 3 is (row 1, col 0): centre (4, 0)
-    centres = (anchors[:, :2] + anchors[:, 2:]) / 2
-    np.testing.assert_allclose(centres[3:6], [[0, 4]] * 3)
-    np.testing.assert_allclose(centres[9:12], [[4, 0]] * 3)
-    assert len(utils.generate_anchors(8, [1], (4, 4), 4, 2)) == 4
-
-
-def test_generate_pyramid_anchors_count_for_1024():
-    strides = [4, 8, 16, 32, 64]
-    shapes = [(math.ceil(1024 / s), math.ceil(1024 / s)) for s in strides]
-    anchors = utils.generate_pyramid_anchors((32, 64, 128, 256, 512), [0.5, 1, 2], shapes, strides, 1)
-    assert anchors.shape == (3 * (256**2 + 128**2 + 64**2 + 32**2 + 16**2), 4) == (261888, 4)
-    # level boundaries: the first anchor of level 2 is the 1:2 anchor of scale 64 at (0, 0)
-    first_l2 = anchors[3 * 256**2]
-    np.testing.assert_allclose(
-        first_l2, [-32 * math.sqrt(2), -16 * math.sqrt(2), 32 * math.sqrt(2), 16 * math.sqrt(2)]
-    )
-    with pytest.raises(ValueError, match="one scale"):
-        utils.generate_pyramid_anchors((32, 64), [1], shapes, strides, 1)
-
-
-@FAST
-@given(
-    st.integers(1, 9),
-    st.integers(1, 9),
-    st.integers(1, 3),
-    st.sampled_from([4, 8, 16]),
-    st.lists(st.sampled_from([0.25, 0.5, 1, 2, 3]), min_size=1, max_size=3, unique=True),
-    st.integers(4, 256),
-)
-def test_generate_anchors_count_sizes_and_centres(rows, cols, anchor_stride, stride, ratios, scale):
-    anchors = utils.generate_anchors(scale, ratios, (rows, cols), stride, anchor_stride)
-    positions = math.ceil(rows / anchor_stride) * math.ceil(cols / anchor_stride)
-    assert anchors.shape == (positions * len(ratios), 4)
-    heights = anchors[:, 2] - anchors[:, 0]
-    widths = anchors[:, 3] - anchors[:, 1]
-    np.testing.assert_allclose(heights * widths, scale**2)
-    np.testing.assert_allclose(widths / heights, np.tile(ratios, positions))
-    cells = (anchors[:, :2] + anchors[:, 2:]) / 2 / (stride * anchor_stride)
-    np.testing.assert_allclose(cells, np.round(cells), atol=1e-9)
-    np.testing.assert_allclose(cells.min(axis=0), [0, 0], atol=1e-9)
-    np.testing.assert_allclose(cells.max(axis=0), [(rows - 1) // anchor_stride, (cols - 1) // anchor_stride])
-
-
-@FAST
-@given(st.lists(box_strategy(), min_size=1, max_size=6))
-def test_zero_deltas_are_the_identity(boxes):
-    boxes = np.array(boxes, np.float32)
-    np.testing.assert_allclose(utils.apply_box_deltas(boxes, np.zeros_like(boxes)), boxes, atol=1e-4)
-    np.testing.assert_allclose(utils.box_refinement(boxes, boxes), 0, atol=1e-6)
-
-
-# --------------------------------------------------------------------------- boxes normalization
-
-
-def test_norm_denorm_hand_case():
-    boxes = np.array([[0, 0, 10, 20], [5, 5, 11, 21]])
-    n = utils.norm_boxes(boxes, (11, 21))
-    assert n.dtype == np.float32
-    np.testing.assert_allclose(n, [[0, 0, 0.9, 0.95], [0.5, 0.25, 1.0, 1.0]], rtol=1e-6)
-    d = utils.denorm_boxes(n, (11, 21))
-    assert d.dtype == np.int32
-    np.testing.assert_array_equal(d, boxes)
-
-
-@FAST
-@given(st.integers(2, 1500), st.integers(2, 1500), st.data())
-def test_denorm_inverts_norm_on_integer_boxes(h, w, data):
-    ys = data.draw(st.lists(st.integers(0, h), min_size=2, max_size=2))
-    xs = data.draw(st.lists(st.integers(0, w), min_size=2, max_size=2))
-    boxes = np.array([[min(ys), min(xs), max(ys), max(xs)]])
-    np.testing.assert_array_equal(utils.denorm_boxes(utils.norm_boxes(boxes, (h, w)), (h, w)), boxes)
-
-
-def test_trim_zeros():
-    x = np.array([[0, 0, 0, 0], [1, 2, 3, 4], [0, 0, 0, 0], [0, 0, 1, 0]])
-    np.testing.assert_array_equal(utils.trim_zeros(x), [[1, 2, 3, 4], [0, 0, 1, 0]])
-    with pytest.raises(ValueError, match="2-D"):
-        utils.trim_zeros(np.zeros(4))
-
-
-# --------------------------------------------------------------------------- metrics
-
-
-def _instances(boxes, shape=(32, 32)):
-    masks = np.zeros(shape + (len(boxes),), dtype=bool)
-    for i, (y1, x1, y2, x2) in enumerate(boxes):
-        masks[y1:y2, x1:x2, i] = True
-    return np.array(boxes, dtype=np.int32).reshape(-1, 4), masks
-
-
-def test_compute_ap_perfect_and_wrong():
-    gt_boxes, gt_masks = _instances([(0, 0, 10, 10), (15, 15, 30, 30)])
-    gt_ids = np.array([1, 2])
-    ap, precisions, recalls, overlaps = utils.compute_ap(
-        gt_boxes, gt_ids, gt_masks, gt_boxes, gt_ids, np.array([0.9, 0.8]), gt_masks
-    )
-    assert ap == pytest.approx(1.0)
-    np.testing.assert_allclose(recalls, [0, 0.5, 1, 1])
-    np.testing.assert_allclose(precisions, [1, 1, 1, 0])
-    np.testing.assert_allclose(overlaps, np.eye(2))
-    # wrong class on the higher-scoring prediction: precision 0 at rank 1, 1/2 at rank 2 -> AP = 0.5 * 0.5
-    ap_wrong = utils.compute_ap(
-        gt_boxes, gt_ids, gt_masks, gt_boxes, np.array([2, 2]), np.array([0.9, 0.8]), gt_masks
-    )[0]
-    assert ap_wrong == pytest.approx(0.25)
-    # no predictions -> AP 0; ap_range of perfect predictions is 1
-    empty_boxes, empty_masks = _instances([])
-    assert (
-        utils.compute_ap(gt_boxes, gt_ids, gt_masks, empty_boxes, np.zeros(0), np.zeros(0), empty_masks)[0]
-        == 0.0
-    )
-    scores = np.array([0.9, 0.8])
-    ap_range = utils.compute_ap_range(gt_boxes, gt_ids, gt_masks, gt_boxes, gt_ids, scores, gt_masks, None, 0)
-    assert ap_range == pytest.approx(1.0)
-
-
-def test_compute_matches_orders_by_score_and_trims_padding():
-    gt_boxes, gt_masks = _instances([(0, 0, 10, 10), (15, 15, 30, 30)])
-    gt_boxes = np.concatenate([gt_boxes, np.zeros((1, 4), np.int32)])  # padding row
-    pred_boxes, pred_masks = _instances([(15, 15, 30, 29), (0, 0, 10, 10), (0, 0, 9, 10)])
-    gt_match, pred_match, overlaps = utils.compute_matches(
-        gt_boxes,
-        np.array([1, 1, 0]),
-        gt_masks,
-        pred_boxes,
-        np.array([1, 1, 1]),
-        np.array([0.5, 0.9, 0.7]),
-        pred_masks,
-    )
-    # score order: pred 1 (-> gt 0), pred 2 (duplicate of gt 0, unmatched), pred 0 (-> gt 1)
-    np.testing.assert_array_equal(pred_match, [0, -1, 1])
-    np.testing.assert_array_equal(gt_match, [0, 2])
-    assert overlaps.shape == (3, 2)
-    np.testing.assert_allclose(overlaps[2, 1], 15 * 14 / 225)
-    # score_threshold leaves low-scoring predictions unmatched
-    _, pred_match, _ = utils.compute_matches(
-        gt_boxes,
-        np.array([1, 1, 0]),
-        gt_masks,
-        pred_boxes,
-        np.array([1, 1, 1]),
-        np.array([0.5, 0.9, 0.7]),
-        pred_masks,
-        score_threshold=0.6,
-    )
-    np.testing.assert_array_equal(pred_match, [0, -1, -1])
-
-
-def test_compute_ap_range_prints(capsys):
-    gt_boxes, gt_masks = _instances([(0, 0, 10, 10)])
-    pred_boxes, pred_masks = _instances([(0, 0, 10, 8)])  # IoU 0.8
-    ap = utils.compute_ap_range(
-        gt_boxes, np.array([1]), gt_masks, pred_boxes, np.array([1]), np.array([0.9]), pred_masks
-    )
-    # matched for thresholds 0.50..0.80 (7 of 10)
-    assert ap == pytest.approx(0.7)
-    out = capsys.readouterr().out
-    assert "AP @0.50" in out and "AP @0.50-0.95" in out
-
-
-def test_compute_recall():
-    gt = np.array([[0, 0, 10, 10], [20, 20, 30, 30], [40, 40, 50, 50]])
-    pred = np.array([[0, 0, 10, 9], [0, 0, 10, 10], [21, 21, 30, 30], [60, 60, 70, 70]])
-    recall, positive_ids = utils.compute_recall(pred, gt, 0.7)
-    assert recall == pytest.approx(2 / 3)
-    np.testing.assert_array_equal(positive_ids, [0, 1, 2])
-    recall, positive_ids = utils.compute_recall(np.zeros((0, 4)), gt, 0.5)
-    assert recall == 0.0 and positive_ids.size == 0

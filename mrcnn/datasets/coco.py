@@ -14,8 +14,7 @@ import os
 
 import numpy as np
 
-from mrcnn import utils
-from mrcnn.datasets.base import check_files_exist
+from mrcnn.datasets.base import Dataset, check_files_exist
 
 __all__ = ["CocoJsonDataset", "is_coco", "BACKGROUND_NAMES"]
 
@@ -53,7 +52,7 @@ def _guess_image_dir(json_path, file_names):
     )
 
 
-class CocoJsonDataset(utils.Dataset):
+class CocoJsonDataset(Dataset):
     """Images, classes and instances of a COCO json file; masks are decoded on demand."""
 
     def load_coco_json(

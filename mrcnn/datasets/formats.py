@@ -105,7 +105,7 @@ def open_dataset(path, subset=None, format=None, **kwargs):
     ``CocoJsonDataset.load_coco_json`` (image_dir, class_ids), ``ViaDataset.load_via`` (image_dir,
     class_names, class_attribute), ``LabelmeDataset.load_labelme`` (class_names) or
     ``MaskFolderDataset.load_mask_folder`` (class_name, image_ids, exclude_ids).
-    Returns the prepared ``mrcnn.utils.Dataset`` subclass.
+    Returns the prepared ``mrcnn.datasets.base.Dataset`` subclass.
     """
     if format is None:
         format, path = detect_format(path, subset)

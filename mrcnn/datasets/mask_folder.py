@@ -14,8 +14,7 @@ import os
 
 import numpy as np
 
-from mrcnn import utils
-from mrcnn.datasets.base import image_size
+from mrcnn.datasets.base import Dataset, image_size
 
 __all__ = ["MaskFolderDataset", "is_mask_folder", "IMAGE_EXTENSIONS"]
 
@@ -43,7 +42,7 @@ def is_mask_folder(path):
     return any(_image_file(path, d) for d in os.listdir(path) if os.path.isdir(os.path.join(path, d)))
 
 
-class MaskFolderDataset(utils.Dataset):
+class MaskFolderDataset(Dataset):
     """Images and per-instance mask PNGs in the DSB2018 layout (see the module docstring)."""
 
     def load_mask_folder(

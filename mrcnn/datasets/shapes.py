@@ -12,8 +12,9 @@ import math
 import numpy as np
 import skimage.draw
 
-from mrcnn import utils
+from mrcnn.boxes import non_max_suppression
 from mrcnn.config import Config
+from mrcnn.datasets.base import Dataset
 
 SHAPE_NAMES = ("square", "circle", "triangle")
 
@@ -33,7 +34,7 @@ class ShapesConfig(Config):
     VALIDATION_STEPS = 5
 
 
-class ShapesDataset(utils.Dataset):
+class ShapesDataset(Dataset):
     """Generates images of 1-4 random shapes (classes "square", "circle", "triangle", source "shapes").
 
     Randomness comes from a numpy Generator: pass ``seed`` to ``load_shapes`` for a reproducible set.
@@ -143,7 +144,7 @@ class ShapesDataset(utils.Dataset):
         bg_color = tuple(int(c) for c in rng.integers(0, 256, size=3))
         shapes = [self.random_shape(height, width) for _ in range(int(rng.integers(1, 5)))]
         boxes = np.array([[y - s, x - s, y + s, x + s] for _, _, (x, y, s) in shapes], dtype=np.float32)
-        keep = utils.non_max_suppression(boxes, np.arange(len(shapes)), 0.3)
+        keep = non_max_suppression(boxes, np.arange(len(shapes)), 0.3)
         return bg_color, [shapes[i] for i in sorted(keep)]
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from mrcnn.boxes import denorm_boxes, norm_boxes
 from mrcnn.transform._lazy import tf
 from mrcnn.transform.resizing import resize
 
@@ -26,12 +27,10 @@ def unmold_boxes(boxes, window, molded_shape, image_shape) -> np.ndarray:
     window: (y1, x1, y2, x2) pixels of the resized image inside the molded one; molded_shape and
     image_shape: (height, width, ...) of the molded and the original image.
     """
-    from mrcnn import utils  # MERGE: becomes mrcnn.boxes
-
-    wy1, wx1, wy2, wx2 = utils.norm_boxes(np.asarray(window), molded_shape[:2])
+    wy1, wx1, wy2, wx2 = norm_boxes(np.asarray(window), molded_shape[:2])
     shift = np.array([wy1, wx1, wy1, wx1])
     scale = np.array([wy2 - wy1, wx2 - wx1, wy2 - wy1, wx2 - wx1])
-    return utils.denorm_boxes((boxes - shift) / scale, image_shape[:2])
+    return denorm_boxes((boxes - shift) / scale, image_shape[:2])
 
 
 def unmold_boxes_graph(boxes, window, molded_shape, image_shape):
