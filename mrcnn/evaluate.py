@@ -387,6 +387,11 @@ class EvaluationCallback(keras.callbacks.Callback):
         self._inference = None
         self._writer = None
 
+    def use_training_config(self, config: Config) -> None:
+        """Called by ``MaskRCNN.train`` with the run's config: used unless ``config=`` was given."""
+        if self.config is None:
+            self.config = config
+
     def _inference_model(self):
         if self._inference is None:
             from mrcnn.model import MaskRCNN

@@ -23,7 +23,6 @@ import numpy as np
 import tensorflow as tf
 
 from mrcnn.data import MaskRCNNSequence
-from mrcnn.evaluate import EvaluationCallback
 from mrcnn.losses import LOSS_NAMES
 from mrcnn.optimizer import ClippedMomentumSGD
 from mrcnn.weights import save_weights_hdf5
@@ -405,8 +404,9 @@ def training_callbacks(
     config, keras_model, log_dir, checkpoint_path, strategy, custom_callbacks=None
 ) -> list:
     """Callbacks of one run: TensorBoard and an HDF5 checkpoint per epoch (chief only), a stop on a
-    non-finite loss, then ``custom_callbacks``. An ``EvaluationCallback`` given without a config gets
-    ``config`` (the run's configuration is handed over here, not attached to the Keras model)."""
+    non-finite loss, then ``custom_callbacks``. Callbacks with a ``use_training_config(config)`` method
+    (``mrcnn.evaluate.EvaluationCallback``) get the run's config here; nothing is attached to the Keras
+    model."""
     callbacks = [StopOnNonFiniteLoss()]
     if is_chief(strategy):
         callbacks = [
@@ -414,7 +414,7 @@ def training_callbacks(
             HDF5Checkpoint(checkpoint_path, save_weights_hdf5, keras_model),
         ] + callbacks
     for callback in custom_callbacks or []:
-        if isinstance(callback, EvaluationCallback) and callback.config is None:
-            callback.config = config
+        if hasattr(callback, "use_training_config"):
+            callback.use_training_config(config)
         callbacks.append(callback)
     return callbacks
