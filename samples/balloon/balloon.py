@@ -31,36 +31,16 @@ import numpy as np
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
 
-from mrcnn.config import Config  # noqa: E402
 from mrcnn.datasets.via import ViaDataset  # noqa: E402
 from mrcnn.download import DownloadError  # noqa: E402
+
+# The sample's configs (Matterport's names) are shared with `mrcnn --config <sample>`: one copy.
+from mrcnn.sample_configs import BalloonConfig, BalloonInferenceConfig  # noqa: E402
 from samples import sample_utils  # noqa: E402
 from samples.sample_utils import COCO_WEIGHTS_PATH, DEFAULT_LOGS_DIR  # noqa: E402,F401
 
 SUBSETS = ("train", "val")
 VIDEO_BACKEND_HINT = 'pip install av (or: pip install "mrcnn[video]")'
-
-
-############################################################
-#  Configurations
-############################################################
-
-
-class BalloonConfig(Config):
-    """Training configuration for the balloon dataset (background + balloon)."""
-
-    NAME = "balloon"
-    IMAGES_PER_GPU = 2
-    NUM_CLASSES = 1 + 1
-    STEPS_PER_EPOCH = 100
-    DETECTION_MIN_CONFIDENCE = 0.9
-
-
-class BalloonInferenceConfig(BalloonConfig):
-    """Splash (inference) configuration: one image at a time."""
-
-    GPU_COUNT = 1
-    IMAGES_PER_GPU = 1
 
 
 ############################################################
