@@ -1,10 +1,13 @@
 """The ``mrcnn`` subcommands: resolving and checking weights, then demo, train, detect, evaluate, export
 and inspect-weights. Heavy modules (TensorFlow, Keras) are imported inside the commands that need them."""
 
+import argparse
 import collections
 import json
 import os
 import time
+
+import numpy as np
 
 from mrcnn import weights
 from mrcnn.cli.configs import UserError, config_to_json, load_config, parse_class_names
@@ -61,7 +64,7 @@ def check_weights_fit(config, description: dict, path: str) -> None:
         )
 
 
-def resolve_weights(spec, model=None):
+def resolve_weights(spec: str, model=None) -> str:
     """Path of ``--weights``: a file, "coco" (downloaded once), "last" (newest checkpoint of ``model``'s
     NAME under its model_dir) or "imagenet" (Keras' ResNet-50 file)."""
     if spec == "coco":
@@ -94,7 +97,7 @@ def resolve_weights(spec, model=None):
     return spec
 
 
-def build_inference_model(args, **overrides):
+def build_inference_model(args: argparse.Namespace, **overrides) -> tuple:
     """(MaskRCNN in inference mode with all its weights loaded, class names) from --config/--weights.
 
     ``--weights last`` is the newest checkpoint of the config's NAME under ``--logs``.
@@ -131,7 +134,7 @@ def build_inference_model(args, **overrides):
 ############################################################
 
 
-def collect_images(paths):
+def collect_images(paths: list[str]) -> list[str]:
     """Image files named by ``paths``: files as given, folders' image files (sorted, not recursive)."""
     files = []
     for path in paths:
@@ -151,9 +154,8 @@ def collect_images(paths):
     return files
 
 
-def read_image(path):
+def read_image(path: str) -> np.ndarray:
     """uint8 RGB [H, W, 3] (grayscale and alpha images converted). Raises UserError if unreadable."""
-    import numpy as np
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -173,7 +175,7 @@ def _output_names(files):
     return names
 
 
-def save_overlay(image, r, class_names, path):
+def save_overlay(image, r: dict, class_names: list[str], path: str) -> None:
     """Save ``image`` with ``detect()`` result ``r`` drawn (masks, dashed boxes, "name score" captions).
 
     The PNG shows the image at least 640 px on its long side (small images are enlarged so captions
@@ -198,7 +200,7 @@ def save_overlay(image, r, class_names, path):
     plt.close(fig)
 
 
-def cmd_detect(args):
+def cmd_detect(args: argparse.Namespace) -> int:
     from mrcnn.evaluate import detections_to_coco
 
     files = collect_images(args.images)
@@ -260,7 +262,7 @@ def _open_dataset(path, what):
     return dataset
 
 
-def cmd_evaluate(args):
+def cmd_evaluate(args: argparse.Namespace) -> int:
     from mrcnn.evaluate import evaluate_coco
 
     dataset = _open_dataset(args.dataset, "--dataset")
@@ -281,7 +283,7 @@ def cmd_evaluate(args):
     return EXIT_OK
 
 
-def cmd_export(args):
+def cmd_export(args: argparse.Namespace) -> int:
     from mrcnn.export import export_saved_model
 
     model, _ = build_inference_model(args)
@@ -293,7 +295,7 @@ def cmd_export(args):
     return EXIT_OK
 
 
-def cmd_inspect_weights(args):
+def cmd_inspect_weights(args: argparse.Namespace) -> int:
     description = describe_weights(args.file)
     if args.layers:
         for layer, entries in description["layers"]:
@@ -312,7 +314,7 @@ def cmd_inspect_weights(args):
     return EXIT_OK
 
 
-def cmd_demo(args):
+def cmd_demo(args: argparse.Namespace) -> int:
     from mrcnn import shapes_demo
 
     out = os.path.join(args.out or args.logs, "shapes_detections.png")
@@ -329,7 +331,7 @@ def cmd_demo(args):
     return EXIT_OK
 
 
-def cmd_train(args):
+def cmd_train(args: argparse.Namespace) -> int:
     from mrcnn import model as modellib
     from mrcnn.training import StopAfterMinutes
 

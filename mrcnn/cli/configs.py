@@ -49,7 +49,7 @@ def _resolve_callable(name: str, value: str):
     if not match:
         raise UserError(
             f"config {name} is {value}: only functions of the mrcnn package can be named in a "
-            "JSON config; use a Python Config subclass for other callables."
+            "JSON config; use NAME=module:function on the command line or a Config subclass for others."
         )
     try:
         return getattr(importlib.import_module(match.group(1)), match.group(2))
@@ -104,16 +104,16 @@ def parse_config_args(items: Sequence[str] | None, samples: Collection[str] = ()
     sample, from_file, values, class_names = None, False, {}, None
     for item in items or ():
         name, sep, text = item.partition("=")
-        if os.path.isfile(item):
+        if item in samples:
+            if sample not in (None, item):
+                raise UserError(f"--config names two samples, {sample} and {item}; give one.")
+            sample = item
+        elif os.path.isfile(item):
             file_values, names = read_config_json(item)
             values.update(file_values)
             class_names, from_file = names or class_names, True
         elif sep and name.strip().isidentifier():
             values[name.strip()] = parse_value(name.strip(), text)
-        elif item in samples:
-            if sample not in (None, item):
-                raise UserError(f"--config names two samples, {sample} and {item}; give one.")
-            sample = item
         elif samples:
             raise UserError(
                 f"--config {item!r} is neither a JSON file nor a sample config name ({', '.join(samples)}) "
@@ -124,7 +124,9 @@ def parse_config_args(items: Sequence[str] | None, samples: Collection[str] = ()
     return ConfigArgs(sample, from_file, values, class_names)
 
 
-def load_config(spec: str | Sequence[str] | None = None, inference: bool = False, **overrides):
+def load_config(
+    spec: str | Sequence[str] | None = None, inference: bool = False, **overrides
+) -> tuple[Config, list[str] | None]:
     """(config, class names or None) for the ``mrcnn`` command's ``--config`` items ``spec``.
 
     The base is the sample named, else plain ``Config`` when a JSON file is given, else the coco sample.
