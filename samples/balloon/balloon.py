@@ -225,7 +225,7 @@ def build_parser():
     parser.add_argument("--epochs", type=int, default=30, help="train up to this epoch (default 30)")
     parser.add_argument("--out", default=".", help="folder for splash outputs (default: current folder)")
     parser.add_argument(
-        "--config", action="append", default=[], metavar="NAME=VALUE", help=sample_utils.CONFIG_HELP
+        "--config", action="append", default=[], metavar="NAME=VALUE|JSON", help=sample_utils.CONFIG_HELP
     )
     return parser
 

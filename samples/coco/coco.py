@@ -448,7 +448,7 @@ def main(argv=None):
         "--config",
         action="append",
         default=[],
-        metavar="KEY=VALUE",
+        metavar="KEY=VALUE|JSON",
         help=sample_utils.CONFIG_HELP,
     )
     parser.add_argument(

@@ -283,7 +283,7 @@ def build_parser():
         help="detect output folder (default: results/nucleus in the repository)",
     )
     parser.add_argument(
-        "--config", action="append", default=[], metavar="NAME=VALUE", help=sample_utils.CONFIG_HELP
+        "--config", action="append", default=[], metavar="NAME=VALUE|JSON", help=sample_utils.CONFIG_HELP
     )
     return parser
 
