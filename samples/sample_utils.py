@@ -20,6 +20,22 @@ WEIGHTS_HELP = (
 CONFIG_HELP = f"change the sample's configuration: {CONFIG_ITEMS_HELP}"
 
 
+def add_weights_and_logs_arguments(parser):
+    """``--weights`` (required; see ``resolve_weights``) and ``--logs`` (default: logs/ in the repository)."""
+    parser.add_argument("--weights", required=True, metavar="coco|last|imagenet|none|PATH", help=WEIGHTS_HELP)
+    parser.add_argument(
+        "--logs",
+        default=DEFAULT_LOGS_DIR,
+        metavar="/path/to/logs/",
+        help="logs and checkpoints directory (default: logs/ in the repository)",
+    )
+
+
+def add_config_argument(parser):
+    """The repeatable ``--config`` of the samples (read by ``build_model`` through ``make_config``)."""
+    parser.add_argument("--config", action="append", default=[], metavar="NAME=VALUE|JSON", help=CONFIG_HELP)
+
+
 def make_config(config_class, items):
     """An instance of ``config_class`` with the ``--config`` items (``NAME=VALUE`` overrides and/or JSON
     config files, see ``mrcnn.cli.configs``) applied and validated; raises ValueError for a bad item."""

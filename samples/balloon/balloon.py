@@ -207,15 +207,7 @@ def build_parser():
     parser.add_argument(
         "--dataset", metavar="/path/to/balloon/", help="balloon dataset folder (with train/ and val/)"
     )
-    parser.add_argument(
-        "--weights", required=True, metavar="coco|last|imagenet|none|PATH", help=sample_utils.WEIGHTS_HELP
-    )
-    parser.add_argument(
-        "--logs",
-        default=DEFAULT_LOGS_DIR,
-        metavar="/path/to/logs/",
-        help="logs and checkpoints directory (default: logs/ in the repository)",
-    )
+    sample_utils.add_weights_and_logs_arguments(parser)
     parser.add_argument("--image", metavar="path or URL", help="image to apply the colour splash to")
     parser.add_argument(
         "--video",
@@ -224,9 +216,7 @@ def build_parser():
     )
     parser.add_argument("--epochs", type=int, default=30, help="train up to this epoch (default 30)")
     parser.add_argument("--out", default=".", help="folder for splash outputs (default: current folder)")
-    parser.add_argument(
-        "--config", action="append", default=[], metavar="NAME=VALUE|JSON", help=sample_utils.CONFIG_HELP
-    )
+    sample_utils.add_config_argument(parser)
     return parser
 
 

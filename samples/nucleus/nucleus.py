@@ -250,15 +250,7 @@ def build_parser():
         "command", choices=["train", "detect"], metavar="<command>", help="'train' or 'detect'"
     )
     parser.add_argument("--dataset", metavar="/path/to/dataset/", help="root folder of the dataset")
-    parser.add_argument(
-        "--weights", required=True, metavar="coco|last|imagenet|none|PATH", help=sample_utils.WEIGHTS_HELP
-    )
-    parser.add_argument(
-        "--logs",
-        default=DEFAULT_LOGS_DIR,
-        metavar="/path/to/logs/",
-        help="logs and checkpoints directory (default: logs/ in the repository)",
-    )
+    sample_utils.add_weights_and_logs_arguments(parser)
     parser.add_argument(
         "--subset",
         metavar="NAME",
@@ -282,9 +274,7 @@ def build_parser():
         default=RESULTS_DIR,
         help="detect output folder (default: results/nucleus in the repository)",
     )
-    parser.add_argument(
-        "--config", action="append", default=[], metavar="NAME=VALUE|JSON", help=sample_utils.CONFIG_HELP
-    )
+    sample_utils.add_config_argument(parser)
     return parser
 
 
