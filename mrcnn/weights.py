@@ -14,6 +14,10 @@ Layout (Keras 2.0.8 ``save_weights``):
 
 Only ``h5py`` is used to read files (no pickle, no code execution). Keras 3 ``.keras`` archives and
 ``.weights.h5`` files are a different layout and are rejected with an explanation.
+
+``read_weights_layout`` and ``describe_weights`` inspect a file (layers, shapes, the config it fits)
+without building a model; Keras is imported only by the functions that take a model, so inspecting a
+file stays quick.
 """
 
 import contextlib
@@ -21,7 +25,6 @@ import os
 import zipfile
 
 import h5py
-import keras
 import numpy as np
 
 import mrcnn
@@ -45,6 +48,8 @@ def _weight_entries(layer):
     use their Keras 3 path instead); a nested model contributes its inner layers' weights, named after
     the inner layers.
     """
+    import keras
+
     if isinstance(layer, keras.Model):
         return [entry for inner in layer.layers for entry in _weight_entries(inner)]
     names = [f"{layer.name}/{v.name}:0" for v in layer.weights]
@@ -54,6 +59,8 @@ def _weight_entries(layer):
 
 
 def _check_model(keras_model):
+    import keras
+
     if not isinstance(keras_model, keras.Model):
         raise TypeError(f"Expected a keras.Model, got {type(keras_model).__name__}.")
 
@@ -97,6 +104,8 @@ def save_weights_hdf5(keras_model, filepath):
     writing (e.g. ENOSPC, disk full) is re-raised as an OSError with the same errno naming ``filepath``.
     Root attributes ``backend``, ``keras_version`` and ``mrcnn_version`` record the writer.
     """
+    import keras
+
     _check_model(keras_model)
     filepath = os.fspath(filepath)
     directory = os.path.dirname(os.path.abspath(filepath))
@@ -318,4 +327,115 @@ def load_weights_hdf5(keras_model, filepath, by_name=True, exclude=None):
         "missing": [n for n, _ in model_layers if n not in pairs_by_layer],
         "unused": unused,
         "excluded": excluded,
+    }
+
+
+############################################################
+#  Inspecting a file: its layers and the config it fits
+############################################################
+
+Layout = list[tuple[str, list[tuple[str, tuple[int, ...], str]]]]
+"""``[(layer name, [(weight name, shape, dtype name), ...]), ...]`` in file order."""
+
+# Config values a file reveals through the kernel shape of one of its layers (Matterport's layer names,
+# which the file format fixes): attribute -> (layer, kernel axis, divisor).
+_KERNEL_EVIDENCE = {
+    "NUM_CLASSES": (CLASS_SPECIFIC_LAYERS[0], -1, 1),
+    "TOP_DOWN_PYRAMID_SIZE": ("fpn_c5p5", -1, 1),
+    "FPN_CLASSIF_FC_LAYERS_SIZE": ("mrcnn_class_conv1", -1, 1),
+    "POOL_SIZE": ("mrcnn_class_conv1", 0, 1),
+    "FPN_MASK_CONV_LAYERS_SIZE": ("mrcnn_mask_conv1", -1, 1),
+    "ANCHORS_PER_LOCATION": ("rpn_class_raw", -1, 2),  # two scores (background, object) per anchor
+}
+
+SMALL_BACKBONE = "small_backbone"
+"""Label of ``mrcnn.datasets.shapes.small_backbone``, whose layers are named ``small_c1``, ``small_c2a``..."""
+
+
+def read_weights_layout(filepath: str | os.PathLike) -> Layout:
+    """The layers with weights of a Keras 2 layout HDF5 file, with their weights' names, shapes and dtypes.
+
+    Reads with h5py only (no model, no TensorFlow). Raises FileNotFoundError or ValueError (as
+    :func:`load_weights_hdf5` does) for a missing, non-HDF5 or non-Keras-2 file.
+    """
+    filepath = os.fspath(filepath)
+    _check_weights_file(filepath)
+    layers = []
+    with h5py.File(filepath, "r") as f:
+        root = _weights_root(f, filepath)
+        for name in _read_names_attr(root, "layer_names"):
+            group = root.get(name)
+            names = _read_names_attr(group, "weight_names") if group is not None else []
+            if names:
+                layers.append((name, [(w, tuple(group[w].shape), str(group[w].dtype)) for w in names]))
+    return layers
+
+
+def _backbone_of_layers(layer_names):
+    """ "resnet<depth>" from the bottleneck blocks (``res<stage><block>_branch2a``), "small_backbone" or
+    "unknown"."""
+    blocks = [n for n in layer_names if n.startswith("res") and n[3:4].isdigit() and n.endswith("_branch2a")]
+    if blocks:
+        return f"resnet{3 * len(blocks) + 2}"  # 3 convolutions per block, plus conv1 and the classifier
+    if any(name.startswith("small_c") for name in layer_names):
+        return SMALL_BACKBONE
+    return "unknown"
+
+
+def backbone_label(config) -> str:
+    """``config.BACKBONE`` as :func:`describe_weights` names it: "resnet50", "resnet101", "small_backbone"
+    or "unknown" (another callable)."""
+    if isinstance(config.BACKBONE, str):
+        return config.BACKBONE
+    return SMALL_BACKBONE if getattr(config.BACKBONE, "__name__", None) == SMALL_BACKBONE else "unknown"
+
+
+def config_evidence(config) -> dict:
+    """The values :func:`describe_weights` reads from a file, as a model of ``config`` would have them."""
+    values = {key: getattr(config, key) for key in _KERNEL_EVIDENCE if hasattr(config, key)}
+    values["BACKBONE"] = backbone_label(config)
+    values["ANCHORS_PER_LOCATION"] = len(config.RPN_ANCHOR_RATIOS)
+    return values
+
+
+def config_mismatches(config, likely: dict) -> list[tuple[str, object, object]]:
+    """``[(attribute, file value, config value), ...]`` where the file's ``likely`` values (from
+    :func:`describe_weights`) contradict ``config``; "unknown" on either side is no contradiction."""
+    expected = config_evidence(config)
+    return [
+        (key, likely[key], expected[key])
+        for key in expected
+        if key in likely and "unknown" not in (likely[key], expected[key]) and likely[key] != expected[key]
+    ]
+
+
+def describe_weights(filepath: str | os.PathLike, candidates: dict | None = None) -> dict:
+    """Layers, tensors and the likely config of an HDF5 weights file in Matterport's layout.
+
+    Returns {"layers": :func:`read_weights_layout`, "tensors": int, "parameters": int, "likely": dict}.
+    "likely" holds NUM_CLASSES, BACKBONE ("resnet50", "resnet101", "small_backbone" or "unknown"),
+    TOP_DOWN_PYRAMID_SIZE, FPN_CLASSIF_FC_LAYERS_SIZE, POOL_SIZE, FPN_MASK_CONV_LAYERS_SIZE and
+    ANCHORS_PER_LOCATION as far as the file's layers show them, and "sample": the first name of
+    ``candidates`` ({name: Config instance}) whose config the file fits, if any.
+    """
+    layers = read_weights_layout(filepath)
+    shapes = {w: shape for _, entries in layers for w, shape, _ in entries}
+    found = {
+        key: shapes[f"{layer}/kernel:0"][axis] // divisor
+        for key, (layer, axis, divisor) in _KERNEL_EVIDENCE.items()
+        if shapes.get(f"{layer}/kernel:0")
+    }
+    likely = {"NUM_CLASSES": found.pop("NUM_CLASSES")} if "NUM_CLASSES" in found else {}
+    likely["BACKBONE"] = _backbone_of_layers([name for name, _ in layers])
+    likely.update(found)
+    known = "NUM_CLASSES" in likely and likely["BACKBONE"] != "unknown"
+    for name, config in (candidates or {}).items():
+        if known and not config_mismatches(config, likely):
+            likely["sample"] = name
+            break
+    return {
+        "layers": layers,
+        "tensors": sum(len(entries) for _, entries in layers),
+        "parameters": sum(int(np.prod(shape)) for _, entries in layers for _, shape, _ in entries),
+        "likely": likely,
     }

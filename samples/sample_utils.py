@@ -1,65 +1,45 @@
 """Command-line pieces shared by the balloon, nucleus and coco samples: --weights and --config handling."""
 
-import importlib
-import json
 import os
 
 from mrcnn import utils
+from mrcnn.cli.configs import CONFIG_ITEMS_HELP, parse_config_args
 from mrcnn.download import DownloadError
+from mrcnn.weights import CLASS_SPECIFIC_LAYERS
 
 ROOT_DIR = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 COCO_WEIGHTS_PATH = os.path.join(ROOT_DIR, "mask_rcnn_coco.h5")
 COCO_WEIGHTS_URL = utils.COCO_MODEL_URL
 DEFAULT_LOGS_DIR = os.path.join(ROOT_DIR, "logs")
-# Layers whose shapes depend on NUM_CLASSES: left out when starting from the 81-class COCO weights.
-COCO_EXCLUDE = ["mrcnn_class_logits", "mrcnn_bbox_fc", "mrcnn_bbox", "mrcnn_mask"]
 
 WEIGHTS_HELP = (
     "weights to start from: 'coco' (mask_rcnn_coco.h5, downloaded if missing), 'last' (newest "
     "checkpoint under --logs), 'imagenet' (ResNet-50 ImageNet weights, downloaded), 'none' "
     "(random initialization) or the path of a .h5 file"
 )
-CONFIG_HELP = (
-    "override a configuration attribute, e.g. --config IMAGE_MAX_DIM=256 --config "
-    "STEPS_PER_EPOCH=10 --config BACKBONE=mrcnn.datasets.shapes:small_backbone (values are read "
-    "as JSON, else MODULE:NAME imports a callable, else text; repeatable)"
-)
+CONFIG_HELP = f"change the sample's configuration: {CONFIG_ITEMS_HELP}"
 
 
-def parse_config_overrides(items):
-    """{"NAME": value} from ["NAME=VALUE", ...].
-
-    A value is JSON (numbers, lists, true) if it parses, else ``module:name`` of a callable to import (a
-    callable BACKBONE such as ``mrcnn.datasets.shapes:small_backbone``), else plain text.
-    """
-    overrides = {}
-    for item in items or []:
-        name, sep, text = item.partition("=")
-        if not sep or not name.strip():
-            raise ValueError(f"--config {item!r}: expected NAME=VALUE, e.g. IMAGE_MAX_DIM=256")
-        overrides[name.strip()] = _parse_value(text)
-    return overrides
+def add_weights_and_logs_arguments(parser):
+    """``--weights`` (required; see ``resolve_weights``) and ``--logs`` (default: logs/ in the repository)."""
+    parser.add_argument("--weights", required=True, metavar="coco|last|imagenet|none|PATH", help=WEIGHTS_HELP)
+    parser.add_argument(
+        "--logs",
+        default=DEFAULT_LOGS_DIR,
+        metavar="/path/to/logs/",
+        help="logs and checkpoints directory (default: logs/ in the repository)",
+    )
 
 
-def _parse_value(text):
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        pass
-    module_name, sep, name = text.partition(":")
-    if sep and module_name and name and "/" not in text:
-        try:
-            return getattr(importlib.import_module(module_name), name)
-        except (ImportError, AttributeError) as e:
-            raise ValueError(
-                f"--config value {text!r}: cannot import {name!r} from {module_name!r} ({e})"
-            ) from e
-    return text
+def add_config_argument(parser):
+    """The repeatable ``--config`` of the samples (read by ``build_model`` through ``make_config``)."""
+    parser.add_argument("--config", action="append", default=[], metavar="NAME=VALUE|JSON", help=CONFIG_HELP)
 
 
 def make_config(config_class, items):
-    """An instance of ``config_class`` with the ``--config NAME=VALUE`` overrides applied (and validated)."""
-    overrides = parse_config_overrides(items)
+    """An instance of ``config_class`` with the ``--config`` items (``NAME=VALUE`` overrides and/or JSON
+    config files, see ``mrcnn.cli.configs``) applied and validated; raises ValueError for a bad item."""
+    overrides = parse_config_args(items).values
     return config_class.from_dict(overrides) if overrides else config_class()
 
 
@@ -84,7 +64,7 @@ def resolve_weights(model, weights, coco_path=None, coco_url=None):
                     f"mask_rcnn_coco.h5 to {path} or pass --weights PATH (or --weights none to train "
                     "from scratch)."
                 ) from e
-        return path, COCO_EXCLUDE
+        return path, CLASS_SPECIFIC_LAYERS  # NUM_CLASSES-dependent layers of the 81-class file
     if choice == "last":
         return model.find_last(), None
     if choice == "imagenet":

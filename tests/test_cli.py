@@ -14,6 +14,7 @@ from weights_fixture import write_layout_file
 from mrcnn import cli
 from mrcnn.cli import main
 from mrcnn.datasets.shapes import ShapesFastConfig, make_dataset
+from mrcnn.weights import backbone_label
 
 COMMANDS = ("demo", "train", "detect", "evaluate", "export", "inspect-weights")
 
@@ -141,7 +142,7 @@ def test_load_config_samples_json_and_overrides(tmp_path):
     path.write_text(json.dumps(values))
     config, names = cli.load_config(str(path))
     assert config.NAME == "mine" and names == ["BG", "a", "b", "c"]
-    assert cli._backbone_label(config) == "small_backbone"
+    assert backbone_label(config) == "small_backbone"
     for text, message in [
         ("{not json", "not valid JSON"),
         ("[1, 2]", "JSON object"),

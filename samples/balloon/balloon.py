@@ -31,36 +31,16 @@ import numpy as np
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
 
-from mrcnn.config import Config  # noqa: E402
 from mrcnn.datasets.via import ViaDataset  # noqa: E402
 from mrcnn.download import DownloadError  # noqa: E402
+
+# The sample's configs (Matterport's names) are shared with `mrcnn --config <sample>`: one copy.
+from mrcnn.sample_configs import BalloonConfig, BalloonInferenceConfig  # noqa: E402
 from samples import sample_utils  # noqa: E402
 from samples.sample_utils import COCO_WEIGHTS_PATH, DEFAULT_LOGS_DIR  # noqa: E402,F401
 
 SUBSETS = ("train", "val")
 VIDEO_BACKEND_HINT = 'pip install av (or: pip install "mrcnn[video]")'
-
-
-############################################################
-#  Configurations
-############################################################
-
-
-class BalloonConfig(Config):
-    """Training configuration for the balloon dataset (background + balloon)."""
-
-    NAME = "balloon"
-    IMAGES_PER_GPU = 2
-    NUM_CLASSES = 1 + 1
-    STEPS_PER_EPOCH = 100
-    DETECTION_MIN_CONFIDENCE = 0.9
-
-
-class BalloonInferenceConfig(BalloonConfig):
-    """Splash (inference) configuration: one image at a time."""
-
-    GPU_COUNT = 1
-    IMAGES_PER_GPU = 1
 
 
 ############################################################
@@ -227,15 +207,7 @@ def build_parser():
     parser.add_argument(
         "--dataset", metavar="/path/to/balloon/", help="balloon dataset folder (with train/ and val/)"
     )
-    parser.add_argument(
-        "--weights", required=True, metavar="coco|last|imagenet|none|PATH", help=sample_utils.WEIGHTS_HELP
-    )
-    parser.add_argument(
-        "--logs",
-        default=DEFAULT_LOGS_DIR,
-        metavar="/path/to/logs/",
-        help="logs and checkpoints directory (default: logs/ in the repository)",
-    )
+    sample_utils.add_weights_and_logs_arguments(parser)
     parser.add_argument("--image", metavar="path or URL", help="image to apply the colour splash to")
     parser.add_argument(
         "--video",
@@ -244,9 +216,7 @@ def build_parser():
     )
     parser.add_argument("--epochs", type=int, default=30, help="train up to this epoch (default 30)")
     parser.add_argument("--out", default=".", help="folder for splash outputs (default: current folder)")
-    parser.add_argument(
-        "--config", action="append", default=[], metavar="NAME=VALUE", help=sample_utils.CONFIG_HELP
-    )
+    sample_utils.add_config_argument(parser)
     return parser
 
 

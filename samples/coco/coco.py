@@ -31,31 +31,17 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, ROOT_DIR)
 
 from mrcnn import utils  # noqa: E402
-from mrcnn.config import Config  # noqa: E402
 from mrcnn.download import download_file  # noqa: E402
 from mrcnn.evaluate import coco_metrics, detections_to_coco  # noqa: E402
+
+# The sample's configs (Matterport's names) are shared with `mrcnn --config <sample>`: one copy.
+from mrcnn.sample_configs import CocoConfig, CocoInferenceConfig  # noqa: E402
 from samples import sample_utils  # noqa: E402
 
 COCO_MODEL_PATH = os.path.join(ROOT_DIR, "mask_rcnn_coco.h5")
 DEFAULT_LOGS_DIR = os.path.join(ROOT_DIR, "logs")
 DEFAULT_DATASET_YEAR = "2014"
 DEFAULT_EPOCHS = (40, 120, 160)
-
-
-class CocoConfig(Config):
-    """Training on MS COCO: 80 classes plus background, 2 images per GPU."""
-
-    NAME = "coco"
-    IMAGES_PER_GPU = 2
-    NUM_CLASSES = 1 + 80
-
-
-class CocoInferenceConfig(CocoConfig):
-    """Evaluation: one image at a time, every detection kept (COCOeval ranks them by score)."""
-
-    GPU_COUNT = 1
-    IMAGES_PER_GPU = 1
-    DETECTION_MIN_CONFIDENCE = 0
 
 
 def _pycocotools():
@@ -462,8 +448,8 @@ def main(argv=None):
         "--config",
         action="append",
         default=[],
-        metavar="KEY=VALUE",
-        help="Override a Config attribute (repeatable), e.g. IMAGE_MAX_DIM=512",
+        metavar="KEY=VALUE|JSON",
+        help=sample_utils.CONFIG_HELP,
     )
     parser.add_argument(
         "--eval-type",
