@@ -182,15 +182,15 @@ def count_graph_flops(keras_model, graph_args):
     Traces the model with fully static input shapes, freezes the variables into constants and sums
     TensorFlow's profiler counts (``float_operation``: 2 per multiply-add of convolutions and matmuls,
     plus elementwise ops with known shapes). Returns (total float ops, ops the profiler could not count).
-    The graph is traced with ``mrcnn.cpu_kernels.disabled()``: the count is the architecture's arithmetic as
+    The graph is traced with ``mrcnn.kernels.disabled()``: the count is the architecture's arithmetic as
     direct convolutions, so FLOP/s derived from it are effective rates (the Winograd layers multiply less).
     """
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
-    from mrcnn import cpu_kernels
+    from mrcnn import kernels
 
     function = tf.function(lambda a, b, c: keras_model([a, b, c], training=False), autograph=False)
-    with cpu_kernels.disabled():
+    with kernels.disabled():
         concrete = function.get_concrete_function(*[tf.TensorSpec(a.shape, a.dtype) for a in graph_args])
     graph = convert_variables_to_constants_v2(concrete).graph
     options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()

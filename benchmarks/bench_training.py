@@ -217,14 +217,14 @@ def count_training_flops(keras_model, config, inputs):
     (including the RoI heads' and the nested RPN model's), 2 x its multiply-adds at the real shapes (the
     mask head's row count is the batch's positive RoIs of this call). A training step does each of these
     three times (forward, input gradient, weight gradient) except the first convolution, whose input (the
-    image) needs no gradient, and the RPN's shared convolution when it is a ``SparseGradientConv2D``: its
+    image) needs no gradient, and the RPN's shared convolution when its backward pass is the sparse one: its
     two gradients are counted at the positions that hold a sampled anchor (``input_rpn_match`` nonzero),
     the only ones its backward pass visits. Returns (training FLOPs, forward FLOPs by stage, positive RoIs
     in this call). Elementwise work (BatchNorm, activations, the optimizer) is not counted.
     """
     import keras
 
-    from mrcnn.sparse_conv import SparseGradientConv2D
+    from mrcnn import kernels
 
     stages = {"backbone": 0, "fpn": 0, "rpn": 0, "box head": 0, "mask head": 0}
     first_conv = sparse_forward = 0
@@ -242,7 +242,7 @@ def count_training_flops(keras_model, config, inputs):
             nonlocal first_conv, sparse_forward
             y = call(x, *args, **kwargs)
             flops = layer_flops(layer, x, y)
-            if isinstance(layer, SparseGradientConv2D):
+            if kernels.uses_sparse_gradient(layer):
                 sparse_forward += flops
             name = layer.name
             stage = (

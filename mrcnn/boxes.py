@@ -116,6 +116,30 @@ def overlaps_graph(boxes1, boxes2):
     return tf.math.divide_no_nan(*_iou_terms(boxes1, boxes2, tf.maximum, tf.minimum))
 
 
+def nms_corners_and_area_graph(boxes):
+    """[..., 4] boxes with corners in either order -> [..., 5] (y1, x1, y2, x2, area), y1 <= y2 and
+    x1 <= x2: the form ``nms_iou_graph`` takes, so each box's area is computed once."""
+    import tensorflow as tf
+
+    y1, y2 = tf.minimum(boxes[..., 0], boxes[..., 2]), tf.maximum(boxes[..., 0], boxes[..., 2])
+    x1, x2 = tf.minimum(boxes[..., 1], boxes[..., 3]), tf.maximum(boxes[..., 1], boxes[..., 3])
+    return tf.stack([y1, x1, y2, x2, (y2 - y1) * (x2 - x1)], axis=-1)
+
+
+def nms_iou_graph(a, b):
+    """IoU [P, Q] of boxes a [P, 5] and b [Q, 5] from ``nms_corners_and_area_graph``, by the rule of
+    ``tf.image.non_max_suppression``: 0 where either box has zero area. Used by the proposal NMS kernel
+    and the detection layer's per-class NMS, so both suppress exactly as TensorFlow's NMS does."""
+    import tensorflow as tf
+
+    height = tf.minimum(a[:, None, 2], b[None, :, 2]) - tf.maximum(a[:, None, 0], b[None, :, 0])
+    width = tf.minimum(a[:, None, 3], b[None, :, 3]) - tf.maximum(a[:, None, 1], b[None, :, 1])
+    intersection = tf.maximum(height, 0.0) * tf.maximum(width, 0.0)
+    positive = tf.minimum(a[:, None, 4], b[None, :, 4]) > 0
+    union = a[:, None, 4] + b[None, :, 4] - intersection
+    return tf.where(positive, intersection / tf.where(positive, union, 1.0), 0.0)
+
+
 def compute_overlaps_masks(masks1: np.ndarray, masks2: np.ndarray) -> np.ndarray:
     """IoU matrix between two mask sets, computed as one matrix product.
 

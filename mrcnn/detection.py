@@ -9,27 +9,15 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from mrcnn.boxes import apply_box_deltas_graph, clip_boxes_graph, norm_boxes_graph
+from mrcnn.boxes import (
+    apply_box_deltas_graph,
+    clip_boxes_graph,
+    nms_corners_and_area_graph,
+    nms_iou_graph,
+    norm_boxes_graph,
+)
 from mrcnn.graph_ops import Float32Layer
 from mrcnn.transform import parse_image_meta_graph
-
-
-def _pairwise_iou(boxes):
-    """IoU matrix [K, K] of boxes [K, 4], with the same arithmetic as ``tf.image.non_max_suppression``.
-
-    Corners are put in order first; a pair where either box has zero area has IoU 0.
-    """
-    y_min = tf.minimum(boxes[:, 0], boxes[:, 2])
-    x_min = tf.minimum(boxes[:, 1], boxes[:, 3])
-    y_max = tf.maximum(boxes[:, 0], boxes[:, 2])
-    x_max = tf.maximum(boxes[:, 1], boxes[:, 3])
-    area = (y_max - y_min) * (x_max - x_min)
-    inter_h = tf.minimum(y_max[:, None], y_max[None, :]) - tf.maximum(y_min[:, None], y_min[None, :])
-    inter_w = tf.minimum(x_max[:, None], x_max[None, :]) - tf.maximum(x_min[:, None], x_min[None, :])
-    intersection = tf.maximum(inter_h, 0.0) * tf.maximum(inter_w, 0.0)
-    union = area[:, None] + area[None, :] - intersection
-    valid = tf.logical_and(area[:, None] > 0.0, area[None, :] > 0.0)
-    return tf.where(valid, tf.math.divide_no_nan(intersection, union), 0.0)
 
 
 def _select_detections(boxes, class_ids, scores, keep, max_instances, nms_threshold):
@@ -49,7 +37,8 @@ def _select_detections(boxes, class_ids, scores, keep, max_instances, nms_thresh
     scores = tf.gather(scores, candidates)
 
     same_class = tf.equal(class_ids[:, None], class_ids[None, :])
-    overlaps = tf.where(same_class, _pairwise_iou(boxes), 0.0)
+    corners = nms_corners_and_area_graph(boxes)
+    overlaps = tf.where(same_class, nms_iou_graph(corners, corners), 0.0)
     selected = tf.image.non_max_suppression_overlaps(
         overlaps, scores, max_output_size=tf.shape(scores)[0], overlap_threshold=nms_threshold
     )

@@ -27,7 +27,7 @@ import tempfile
 import numpy as np
 import tensorflow as tf
 
-from mrcnn import cpu_kernels
+from mrcnn import kernels
 from mrcnn.anchors import anchors_graph
 from mrcnn.backbone import compute_backbone_shapes
 from mrcnn.transform import mold_images_graph, paste_masks_graph, unmold_boxes_graph
@@ -198,7 +198,7 @@ def export_saved_model(model, export_dir, masks="full", overwrite=False, verbose
     os.makedirs(parent, exist_ok=True)
     # TensorFlow's plain convolutions and NMS in the exported graph: mrcnn's Winograd transforms and blocked
     # NMS are XLA-compiled functions, which a TF Serving build need not support.
-    with cpu_kernels.disabled():
+    with kernels.disabled():
         module = ServingModule(model)
         if masks == "boxes":
             signatures = {"serving_default": module.detect_boxes.get_concrete_function()}

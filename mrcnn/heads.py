@@ -16,10 +16,11 @@ scores, deltas and masks fed to the detection layer and the losses are float32.
 import keras
 import tensorflow as tf
 
+from mrcnn import kernels
 from mrcnn.backbone import BatchNorm
+from mrcnn.conv import Conv2D
 from mrcnn.graph_ops import shape_list
 from mrcnn.roi_align import PyramidROIAlign
-from mrcnn.winograd import WinogradMixin
 
 
 def _fold(inputs):
@@ -64,46 +65,18 @@ class _PerRoi:
 
 
 @keras.saving.register_keras_serializable(package="mrcnn")
-class RoiConv2D(_PerRoi, WinogradMixin, keras.layers.Conv2D):
+class RoiConv2D(_PerRoi, Conv2D):
     """Conv2D applied to each RoI: input [B, R, h, w, C] -> [B, R, h', w', filters] (channels-last).
 
     Same arguments and weights (kernel [kh, kw, C, filters], bias) as ``keras.layers.Conv2D``; a 4-D
-    input is convolved as by Conv2D. Replaces Matterport's ``TimeDistributed(Conv2D(...))``. The mask
-    head's 3x3 float32 convolutions run by Winograd's F(2x2, 3x3) on CPU (``mrcnn.winograd``).
+    input is convolved as by Conv2D. Replaces Matterport's ``TimeDistributed(Conv2D(...))``. Its kernel
+    is chosen by ``mrcnn.kernels`` (e.g. one matmul when the window covers the whole RoI).
     """
 
     _base = keras.layers.Conv2D
 
     def call(self, inputs):
-        if inputs.shape.rank == 5 and self._covers_input(inputs.shape):
-            return self._dense_call(inputs)
-        return super().call(inputs)
-
-    def _covers_input(self, shape):
-        """True when one valid window covers each RoI (7x7 on 7x7, 1x1 on 1x1): the conv is a matmul."""
-        return (
-            self.padding == "valid"
-            and self.data_format == "channels_last"
-            and self.groups == 1
-            and tuple(self.dilation_rate) == (1, 1)
-            and tuple(shape[2:4]) == tuple(self.kernel_size)
-        )
-
-    def _dense_call(self, inputs):
-        """[B, R, kh, kw, C] -> [B, R, 1, 1, filters] as one matmul with the kernel read as [kh*kw*C, F].
-
-        Same result as the convolution (the kernel's [kh, kw, C] order is the flattening order of the
-        input), but oneDNN's matmul and its gradients run about 1.4x faster than a 7x7 valid convolution
-        on 7x7 inputs (the box head's ``mrcnn_class_conv1``).
-        """
-        folded, batch_and_rois = _fold(inputs)
-        flat = keras.ops.reshape(folded, [-1, folded.shape[1] * folded.shape[2] * folded.shape[3]])
-        outputs = keras.ops.matmul(flat, keras.ops.reshape(self.kernel, [-1, self.filters]))
-        if self.use_bias:
-            outputs = keras.ops.add(outputs, self.bias)
-        if self.activation is not None:
-            outputs = self.activation(outputs)
-        return _unfold(keras.ops.reshape(outputs, [-1, 1, 1, self.filters]), batch_and_rois)
+        return kernels.per_roi_conv2d(self, inputs, default=super().call)
 
 
 @keras.saving.register_keras_serializable(package="mrcnn")

@@ -7,9 +7,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from mrcnn import kernels
 from mrcnn.boxes import apply_box_deltas_graph, clip_boxes_graph
 from mrcnn.graph_ops import Float32Layer
-from mrcnn.nms import nms_indices
 
 
 @keras.saving.register_keras_serializable(package="mrcnn")
@@ -23,7 +23,7 @@ class ProposalLayer(Float32Layer):
 
     Per image: deltas x RPN_BBOX_STD_DEV; keep the top min(PRE_NMS_LIMIT, A) anchors by foreground
     score (ties: lower anchor index first); apply the deltas; clip to [0, 1]; greedy NMS dropping boxes
-    with IoU > ``nms_threshold`` (``mrcnn.nms.nms_indices``: TensorFlow's rule, blocked and XLA-compiled
+    with IoU > ``nms_threshold`` (``mrcnn.kernels.nms_indices``: TensorFlow's rule, blocked and XLA-compiled
     on CPU). Top-k, gathers, decoding and clipping run batched; NMS runs per image (``tf.map_fn``).
     Matterport's semantics, computed without its per-image Python loop.
 
@@ -94,7 +94,7 @@ class ProposalLayer(Float32Layer):
         count = self.proposal_count
 
         def nms(image_boxes):
-            keep = nms_indices(image_boxes, count, self.nms_threshold)
+            keep = kernels.nms_indices(image_boxes, count, self.nms_threshold)
             # Slots after the last kept box (index -1) become zero boxes.
             return tf.where((keep >= 0)[:, None], tf.gather(image_boxes, tf.maximum(keep, 0)), 0.0)
 

@@ -5,8 +5,8 @@ head outputs ``N = ceil(h / s) * ceil(w / s) * A`` anchors, ordered by position 
 (ratio) innermost, which is the order of ``mrcnn.anchors.generate_anchors``. ``ConstantAnchors`` feeds
 those anchors (normalized) to the training graph.
 
-At anchor stride 1 the shared convolution is a ``SparseGradientConv2D``: the RPN losses read only the
-sampled anchors, so its backward pass is computed from the positions that get a gradient (same weights,
+The shared convolution declares ``sparse_output_gradient``: the RPN losses read only the sampled anchors,
+so ``mrcnn.kernels`` may compute its backward pass from the positions that get a gradient (same weights,
 outputs and gradients as Matterport's Conv2D).
 
 Under a mixed precision policy the shared convolution computes in half precision and the class and box
@@ -18,8 +18,8 @@ import tensorflow as tf
 
 from mrcnn.anchors import pyramid_anchors
 from mrcnn.backbone import compute_backbone_shapes
+from mrcnn.conv import Conv2D
 from mrcnn.graph_ops import Float32Layer
-from mrcnn.sparse_conv import SparseGradientConv2D
 
 
 def rpn_graph(feature_map, anchors_per_location, anchor_stride):
@@ -35,15 +35,16 @@ def rpn_graph(feature_map, anchors_per_location, anchor_stride):
         ``[B, N, 2]`` their softmax, ``[B, N, 4]`` box deltas ``(dy, dx, log(dh), log(dw))`` still divided
         by RPN_BBOX_STD_DEV.
     """
-    if anchor_stride == 1:
-        shared_conv = SparseGradientConv2D(
-            512, (3, 3), padding="same", activation="relu", name="rpn_conv_shared"
-        )
-    else:
-        shared_conv = keras.layers.Conv2D(
-            512, (3, 3), padding="same", activation="relu", strides=anchor_stride, name="rpn_conv_shared"
-        )
-    shared = shared_conv(feature_map)
+    # The RPN losses read only the sampled anchors: few output positions get a gradient.
+    shared = Conv2D(
+        512,
+        (3, 3),
+        padding="same",
+        activation="relu",
+        strides=anchor_stride,
+        sparse_output_gradient=True,
+        name="rpn_conv_shared",
+    )(feature_map)
 
     x = keras.layers.Conv2D(
         2 * anchors_per_location,

@@ -22,9 +22,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from mrcnn import kernels
 from mrcnn.data import MaskRCNNSequence
 from mrcnn.losses import LOSS_NAMES
-from mrcnn.optimizer import ClippedMomentumSGD
 from mrcnn.weights import save_weights_hdf5
 
 
@@ -349,12 +349,10 @@ LAYER_PRESETS = {
 
 def build_optimizer(config, learning_rate: float, momentum: float) -> keras.optimizers.Optimizer:
     """SGD with momentum and per-tensor gradient clipping at ``config.GRADIENT_CLIP_NORM``
-    (``mrcnn.optimizer.ClippedMomentumSGD``: Keras' SGD, fused). With MIXED_PRECISION "mixed_float16"
+    (``mrcnn.kernels.momentum_sgd``: Keras' SGD update, fused on CPU). With MIXED_PRECISION "mixed_float16"
     it is wrapped in a ``keras.optimizers.LossScaleOptimizer`` (dynamic loss scaling; bfloat16 needs
     none). Create it in the strategy's scope."""
-    optimizer = ClippedMomentumSGD(
-        learning_rate=learning_rate, momentum=momentum, clipnorm=config.GRADIENT_CLIP_NORM
-    )
+    optimizer = kernels.momentum_sgd(learning_rate, momentum, config.GRADIENT_CLIP_NORM)
     if config.MIXED_PRECISION == "mixed_float16":
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     return optimizer

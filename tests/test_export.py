@@ -13,7 +13,7 @@ import pytest
 import tensorflow as tf
 
 import mrcnn.model as modellib
-from mrcnn import cpu_kernels, utils
+from mrcnn import kernels, utils
 from mrcnn.anchors import anchors_graph
 from mrcnn.backbone import compute_backbone_shapes
 from mrcnn.config import Config
@@ -172,7 +172,7 @@ _RELOAD_SCRIPT = textwrap.dedent("""
 def direct_convolutions():
     """detect() traced with the exported graph's plain convolutions (export_saved_model leaves Winograd out):
     the ~2e-6 rounding difference would otherwise reorder this random model's near-tied detections."""
-    with cpu_kernels.disabled():
+    with kernels.disabled():
         yield
 
 

@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from mrcnn import cpu_kernels
-from mrcnn.nms import BLOCK, nms_indices
+from mrcnn import kernels
+from mrcnn.kernels import nms_indices
+from mrcnn.kernels.nms import BLOCK
 
 
 def reference(boxes, max_output_size, iou_threshold):
@@ -38,7 +39,7 @@ def random_boxes(rng, count, flip=False):
     ],
 )
 def test_selects_what_tensorflow_selects(count, max_output_size, iou_threshold, flip):
-    assert cpu_kernels.enabled()
+    assert kernels.enabled()
     rng = np.random.default_rng(count)
     boxes = random_boxes(rng, count, flip)
     ours = nms_indices(tf.constant(boxes), max_output_size, iou_threshold).numpy()
@@ -74,8 +75,8 @@ def test_disabled_uses_tensorflows_kernel_with_the_same_result():
     def traced(b):
         return nms_indices(b, 100, 0.7)
 
-    with cpu_kernels.disabled():
-        assert not cpu_kernels.enabled()
+    with kernels.disabled():
+        assert not kernels.enabled()
         graph = traced.get_concrete_function(boxes).graph.as_graph_def()
         plain = traced(boxes).numpy()
     assert any(node.op.startswith("NonMaxSuppression") for node in graph.node)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from mrcnn.optimizer import ClippedMomentumSGD
+from mrcnn.kernels.optimizer import ClippedMomentumSGD
 from mrcnn.training import MaskRCNNTrainer
 
 SHAPES = [(3, 3, 4, 5), (5,), (7, 2), (4,)]

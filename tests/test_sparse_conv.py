@@ -1,17 +1,19 @@
-"""SparseGradientConv2D: Conv2D's outputs, and its exact gradients from the positions that get one."""
+"""Conv2D(sparse_output_gradient=True): Conv2D's outputs, and its exact gradients from the positions that
+get one (mrcnn.kernels.sparse_conv)."""
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from mrcnn import kernels
+from mrcnn.conv import Conv2D
 from mrcnn.rpn import build_rpn_model
-from mrcnn.sparse_conv import SparseGradientConv2D
 
 
 def twin_layers(activation, kernel_size=3, channels=6, filters=5, seed=0):
-    """A SparseGradientConv2D and a keras Conv2D with the same random weights, both built."""
-    sparse = SparseGradientConv2D(filters, kernel_size, padding="same", activation=activation)
+    """A sparse-gradient Conv2D and a keras Conv2D with the same random weights, both built."""
+    sparse = Conv2D(filters, kernel_size, padding="same", activation=activation, sparse_output_gradient=True)
     dense = keras.layers.Conv2D(filters, kernel_size, padding="same", activation=activation)
     for layer in (sparse, dense):
         layer.build((None, None, None, channels))
@@ -74,25 +76,27 @@ def test_gradients_match_inside_tf_function():
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-4)
 
 
-def test_config_round_trip_and_unsupported_arguments():
-    layer = SparseGradientConv2D(8, 3, padding="same", activation="relu", name="rpn_conv_shared")
-    clone = SparseGradientConv2D.from_config(layer.get_config())
+def test_config_round_trip_and_unsupported_arguments_fall_back():
+    """The flag survives get_config; configurations the sparse backward pass cannot compute (it used to
+    refuse them) keep Conv2D's own call, with the same outputs and gradients."""
+    layer = Conv2D(
+        8, 3, padding="same", activation="relu", sparse_output_gradient=True, name="rpn_conv_shared"
+    )
+    clone = Conv2D.from_config(layer.get_config())
     assert (clone.name, clone.filters, clone.kernel_size) == ("rpn_conv_shared", 8, (3, 3))
-    for kwargs, problem in (
-        ({"strides": 2}, "strides"),
-        ({"padding": "valid"}, "padding"),
-        ({"activation": "sigmoid"}, "activation"),
-        ({"use_bias": False}, "use_bias"),
-    ):
-        with pytest.raises(ValueError, match=problem):
-            SparseGradientConv2D(8, 3, **{"padding": "same", **kwargs})
+    assert clone.sparse_output_gradient and kernels.uses_sparse_gradient(clone)
+    for kwargs in ({"strides": 2}, {"padding": "valid"}, {"activation": "sigmoid"}, {"use_bias": False}):
+        other = Conv2D(8, 3, sparse_output_gradient=True, **{"padding": "same", **kwargs})
+        assert not kernels.uses_sparse_gradient(other), kwargs
+    with kernels.disabled():
+        assert not kernels.uses_sparse_gradient(layer)
 
 
 def test_rpn_uses_it_only_at_anchor_stride_one():
-    """rpn_conv_shared keeps Matterport's name and weights; a strided RPN falls back to Conv2D."""
+    """rpn_conv_shared keeps Matterport's name and weights; a strided RPN falls back to Conv2D's call."""
     rpn = build_rpn_model(1, 3, 16)
     shared = rpn.get_layer("rpn_conv_shared")
-    assert isinstance(shared, SparseGradientConv2D)
+    assert kernels.uses_sparse_gradient(shared)
     assert [tuple(w.shape) for w in shared.weights] == [(3, 3, 16, 512), (512,)]
     strided = build_rpn_model(2, 3, 16).get_layer("rpn_conv_shared")
-    assert type(strided) is keras.layers.Conv2D
+    assert not kernels.uses_sparse_gradient(strided)

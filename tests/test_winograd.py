@@ -9,9 +9,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from mrcnn import cpu_kernels, winograd
+from mrcnn import kernels
+from mrcnn.conv import Conv2D
 from mrcnn.heads import RoiConv2D
-from mrcnn.winograd import WinogradConv2D, winograd_conv3x3
+from mrcnn.kernels import winograd
+from mrcnn.kernels.winograd import winograd_conv3x3
 
 
 def loss_and_gradients(convolve, inputs, kernel, batch_static=True):
@@ -57,8 +59,8 @@ def test_batch_bucket():
 
 
 def twin_layers(**kwargs):
-    """A WinogradConv2D and a keras Conv2D with the same random weights, built for 5 input channels."""
-    ours = WinogradConv2D(4, kwargs.pop("kernel_size", 3), **kwargs)
+    """mrcnn's Conv2D and a keras Conv2D with the same random weights, built for 5 input channels."""
+    ours = Conv2D(4, kwargs.pop("kernel_size", 3), **kwargs)
     plain = keras.layers.Conv2D(4, ours.kernel_size, **kwargs)
     rng = np.random.default_rng(2)
     for layer in (ours, plain):
@@ -83,7 +85,7 @@ def test_layer_matches_conv2d(kwargs):
     ours, plain = twin_layers(**kwargs)
     inputs = np.random.default_rng(3).normal(size=(2, 10, 9, 5)).astype(np.float32)
     np.testing.assert_allclose(ours(inputs), plain(inputs), rtol=1e-4, atol=1e-4)
-    assert winograd.supported(ours) == (kwargs == dict(padding="same", activation="relu"))
+    assert kernels.uses_winograd(ours) == (kwargs == dict(padding="same", activation="relu"))
 
 
 def graph_op_types(layer, inputs):
@@ -101,23 +103,23 @@ def test_disabled_falls_back_to_direct_convolution():
     ours, _ = twin_layers(padding="same")
     inputs = np.zeros((1, 8, 8, 5), np.float32)
     assert "Conv2D" not in graph_op_types(ours, inputs)
-    with cpu_kernels.disabled():
-        assert not winograd.supported(ours)
+    with kernels.disabled():
+        assert not kernels.uses_winograd(ours)
         assert "Conv2D" in graph_op_types(ours, inputs)
-    assert winograd.supported(ours)
+    assert kernels.uses_winograd(ours)
 
 
 def test_half_precision_layers_keep_onednn_convolution():
-    layer = WinogradConv2D(4, 3, padding="same", dtype="mixed_bfloat16")
+    layer = Conv2D(4, 3, padding="same", dtype="mixed_bfloat16")
     layer.build((None, None, None, 5))
-    assert not winograd.supported(layer)
+    assert not kernels.uses_winograd(layer)
     assert layer(np.ones((1, 4, 4, 5), np.float32)).dtype == "bfloat16"
 
 
 def test_config_round_trip():
     ours, _ = twin_layers(padding="same", activation="relu", name="fpn_p2")
     restored = keras.layers.deserialize(keras.layers.serialize(ours))
-    assert type(restored) is WinogradConv2D and restored.get_config() == ours.get_config()
+    assert type(restored) is Conv2D and restored.get_config() == ours.get_config()
 
 
 def test_roi_conv_uses_winograd_per_roi():
@@ -127,18 +129,21 @@ def test_roi_conv_uses_winograd_per_roi():
     inputs = np.random.default_rng(4).normal(size=(2, 3, 6, 6, 5)).astype(np.float32)
     expected = direct(inputs.reshape(6, 6, 6, 5), layer.kernel) + layer.bias
     np.testing.assert_allclose(layer(inputs), np.reshape(expected, (2, 3, 6, 6, 4)), rtol=1e-4, atol=1e-4)
-    assert winograd.supported(layer)
+    assert kernels.uses_winograd(layer)
 
 
-def test_environment_variable_turns_it_off():
+@pytest.mark.parametrize("variable", ["MRCNN_CPU_KERNELS", "MRCNN_WINOGRAD"])
+def test_environment_variable_turns_it_off(variable):
+    """MRCNN_CPU_KERNELS=0 turns every kernel off for the process; MRCNN_WINOGRAD=0, its old name, too."""
     script = (
-        "from mrcnn import winograd; from mrcnn.winograd import WinogradConv2D; "
-        "layer = WinogradConv2D(4, 3, padding='same'); layer.build((None, 8, 8, 5)); "
-        "print('SUPPORTED', winograd.supported(layer))"
+        "from mrcnn import kernels; from mrcnn.conv import Conv2D; "
+        "layer = Conv2D(4, 3, padding='same'); layer.build((None, 8, 8, 5)); "
+        "print('SUPPORTED', kernels.uses_winograd(layer), kernels.enabled())"
     )
-    env = dict(os.environ, MRCNN_WINOGRAD="0", TF_CPP_MIN_LOG_LEVEL="3")
+    env = {k: v for k, v in os.environ.items() if k not in ("MRCNN_CPU_KERNELS", "MRCNN_WINOGRAD")}
+    env.update({variable: "0", "TF_CPP_MIN_LOG_LEVEL": "3"})
     proc = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "SUPPORTED False" in proc.stdout
+    assert "SUPPORTED False False" in proc.stdout

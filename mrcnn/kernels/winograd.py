@@ -7,54 +7,31 @@ multiplied point by point and summed over the input channels (16 independent [ti
 products), and mapped back (``Y = A^T M A``). The result equals the direct convolution up to float32
 rounding (relative error about 2e-6). The 16 matrix products run in oneDNN; the tile transforms are
 short chains of additions, compiled with XLA (``jit_compile``) so that each transform is one pass over
-memory, with hand-written adjoints for the backward pass.
+memory, with hand-written adjoints for the backward pass. Measurements against oneDNN's direct
+convolution, and why F(4x4, 3x3) is not used, are in benchmarks/README.md.
 
-A training step (forward and both gradients) of the mask head's 3x3 convolution (256 channels, 14x14,
-60-64 RoIs) takes 0.115 s against 0.178 s for TensorFlow's convolution on a 2-core AMD EPYC, and 0.13 s
-against 0.16 s on a 2-core Intel Xeon (AVX-512), whose oneDNN convolution runs closer to its peak.
-F(4x4, 3x3) (6x6 tiles, 4x fewer multiplies than direct) was measured too and was no faster on the Xeon:
-its 36 smaller matrix products and larger transforms cost what its multiplies save.
-
-Used where the network has 3x3 'same' convolutions on 256-channel feature maps: the mask head
-(``RoiConv2D``), the FPN's output convolutions (``WinogradConv2D``) and the RPN's shared convolution's
-forward pass. ``supported`` decides per call: float32 compute only (a mixed precision policy keeps
-oneDNN's half-precision convolutions), and not when TensorFlow sees a GPU (cuDNN picks its own
-algorithms). ``mrcnn.cpu_kernels.disabled()`` turns it off while a graph is traced
-(``export_saved_model`` uses it, so exported SavedModels hold plain convolutions and need no XLA at
-serving time); the environment variable ``MRCNN_WINOGRAD=0`` turns it off for the process.
+``fits(layer)`` says whether a Conv2D's configuration is one this computes (3x3, stride 1, 'same',
+float32); ``mrcnn.kernels.select`` decides when it is used.
 
 XLA compiles one program per input shape. Where the batch size is dynamic (the RoI count of the mask
 head changes every training step), batches above 8 are padded with zeros to a multiple of 4, so a
 training run compiles a dozen programs (about a second each) rather than one per RoI count.
 """
 
-import os
-
-import keras
 import numpy as np
 import tensorflow as tf
-
-from mrcnn import cpu_kernels
 
 # Kernel transform G (4x3) of F(2x2, 3x3); the input and output transforms are written out below.
 _G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]], np.float32)
 # G g G^T for all 16 points at once: row 4u + v, column 3a + b holds G[u, a] * G[v, b].
 _G_KRON = np.kron(_G, _G)
 
-# MRCNN_WINOGRAD=0 turns Winograd off for the process; cpu_kernels.disabled() turns it off while tracing.
-_ENABLED_BY_ENVIRONMENT = os.environ.get("MRCNN_WINOGRAD", "1") != "0"
 
-
-def supported(layer):
-    """True when ``layer`` (a Keras Conv2D) can compute by ``winograd_conv3x3`` in the graph being traced.
-
-    Needs a 3x3 kernel, stride 1, 'same' padding, no dilation or groups, channels-last, float32 compute
-    dtype, Winograd enabled and no GPU visible to TensorFlow.
-    """
+def fits(layer) -> bool:
+    """True when ``layer`` (a Keras Conv2D) is a convolution ``winograd_conv3x3`` computes: a 3x3 kernel,
+    stride 1, 'same' padding, no dilation or groups, channels-last, float32 compute dtype."""
     return (
-        _ENABLED_BY_ENVIRONMENT
-        and cpu_kernels.enabled()
-        and tuple(layer.kernel_size) == (3, 3)
+        tuple(layer.kernel_size) == (3, 3)
         and tuple(layer.strides) == (1, 1)
         and layer.padding == "same"
         and tuple(layer.dilation_rate) == (1, 1)
@@ -215,20 +192,3 @@ def winograd_conv3x3(inputs, kernel):
         # tf.slice, not outputs[:batch, ...]: StridedSlice's gradient kernel is ~30x slower than Slice's.
         outputs = tf.slice(outputs, [0, 0, 0, 0], tf.stack([batch, height, width, -1]))
     return tf.ensure_shape(outputs, static_shape)  # the XLA functions' traces leave shapes unknown
-
-
-class WinogradMixin:
-    """Mixin for Keras Conv2D subclasses: 3x3 stride-1 'same' convolutions use ``winograd_conv3x3``."""
-
-    def convolution_op(self, inputs, kernel):
-        if supported(self):
-            return winograd_conv3x3(inputs, kernel)
-        return super().convolution_op(inputs, kernel)
-
-
-@keras.saving.register_keras_serializable(package="mrcnn")
-class WinogradConv2D(WinogradMixin, keras.layers.Conv2D):
-    """``keras.layers.Conv2D`` (same arguments, weights and outputs) that computes 3x3, stride-1, 'same'
-    float32 convolutions by Winograd's F(2x2, 3x3) on CPU (see the module docstring); any other
-    configuration is convolved exactly as by Conv2D. Input [B, H, W, C] -> [B, H, W, filters].
-    """

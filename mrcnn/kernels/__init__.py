@@ -1,0 +1,37 @@
+"""mrcnn's CPU kernels, behind one switch and one chooser.
+
+Each kernel computes a part of the model faster than TensorFlow's or Keras' generic kernel on CPU, with
+the same result: Winograd 3x3 convolutions (``winograd``), a sparse backward pass for the RPN's shared
+convolution (``sparse_conv``), fused training-mode BatchNorm (``fused_bn``), whole-RoI convolutions as
+matmuls (``roi_matmul``), blocked XLA NMS (``nms``) and a fused SGD update (``optimizer``).
+
+The model's layers (``mrcnn.conv.Conv2D``, ``mrcnn.heads.RoiConv2D``, ``mrcnn.backbone.BatchNorm``,
+``mrcnn.proposals.ProposalLayer``, ``mrcnn.training.build_optimizer``) name what they compute and ask
+``select`` for the result; ``select`` is the only place that decides which kernel runs, and ``switch``
+turns them all off (``MRCNN_CPU_KERNELS=0``, or ``disabled()`` while tracing, as the export does).
+"""
+
+from mrcnn.kernels.select import (
+    batch_norm,
+    conv2d,
+    convolution,
+    momentum_sgd,
+    nms_indices,
+    per_roi_conv2d,
+    uses_sparse_gradient,
+    uses_winograd,
+)
+from mrcnn.kernels.switch import disabled, enabled
+
+__all__ = [
+    "batch_norm",
+    "conv2d",
+    "convolution",
+    "disabled",
+    "enabled",
+    "momentum_sgd",
+    "nms_indices",
+    "per_roi_conv2d",
+    "uses_sparse_gradient",
+    "uses_winograd",
+]

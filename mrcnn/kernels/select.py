@@ -1,0 +1,87 @@
+"""The one place that decides which kernel computes each fast-pathed part of the model.
+
+Each function here takes what the model's layer computes (a convolution, a batch norm, an NMS) and the
+layer's own default implementation, and returns the result of the kernel chosen for this trace:
+
+- 3x3 float32 convolutions (FPN outputs, mask head, RPN forward): ``winograd``, when the switch is on,
+  no GPU is visible and ``winograd.fits`` the layer;
+- the RPN shared convolution's backward pass (``sparse_output_gradient``): ``sparse_conv``, when the
+  switch is on and ``sparse_conv.fits``;
+- training-mode BatchNorm: ``fused_bn``, unless MRCNN_CPU_KERNELS=0, when ``fused_bn.fits``;
+- the box head's whole-RoI convolutions: ``roi_matmul``, unless MRCNN_CPU_KERNELS=0, when it fits;
+- the proposal NMS: ``nms.blocked_nms``, when the switch is on and no GPU is visible;
+- SGD with momentum and clipnorm: ``optimizer.ClippedMomentumSGD``, unless MRCNN_CPU_KERNELS=0.
+
+Everywhere else the layer's default (Keras' or TensorFlow's kernel) runs. Every kernel computes what the
+default computes (exactly, or to float32 rounding for Winograd), so the choice changes speed only.
+"""
+
+from collections.abc import Callable
+
+import keras
+import tensorflow as tf
+
+from mrcnn.kernels import fused_bn, nms, roi_matmul, sparse_conv, switch, winograd
+from mrcnn.kernels.optimizer import ClippedMomentumSGD
+
+
+def uses_winograd(layer) -> bool:
+    """Whether ``layer`` (a Keras Conv2D) convolves by Winograd in the graph being traced."""
+    return switch.enabled() and winograd.fits(layer)
+
+
+def uses_sparse_gradient(layer) -> bool:
+    """Whether ``layer`` (a Conv2D declared with ``sparse_output_gradient``) gets the sparse backward pass."""
+    return getattr(layer, "sparse_output_gradient", False) and switch.enabled() and sparse_conv.fits(layer)
+
+
+def convolution(layer, inputs, kernel, default: Callable):
+    """``layer.convolution_op(inputs, kernel)``: Winograd's F(2x2, 3x3) where it applies, else ``default``."""
+    if uses_winograd(layer):
+        return winograd.winograd_conv3x3(inputs, kernel)
+    return default(inputs, kernel)
+
+
+def conv2d(layer, inputs, default: Callable):
+    """``layer(inputs)`` for a Conv2D: with the sparse backward pass where it applies (its forward pass
+    by ``layer.convolution_op``), else ``default``."""
+    if uses_sparse_gradient(layer):
+        return sparse_conv.conv2d_sparse_gradient(layer, inputs, layer.convolution_op)
+    return default(inputs)
+
+
+def per_roi_conv2d(layer, inputs, default: Callable):
+    """A per-RoI convolution of [B, R, h, w, C] inputs: one matmul when its window covers each RoI."""
+    if switch.enabled_by_environment() and roi_matmul.fits(layer, inputs.shape):
+        return roi_matmul.roi_conv_as_matmul(layer, inputs)
+    return default(inputs)
+
+
+def batch_norm(layer, inputs, training, default: Callable):
+    """``layer(inputs, training)`` for a BatchNormalization: training-mode statistics by the fused kernel
+    where it applies, else ``default(inputs, training=training)``."""
+    if training and layer.trainable and switch.enabled_by_environment() and fused_bn.fits(layer, inputs):
+        return fused_bn.fused_batch_norm_training(layer, inputs)
+    return default(inputs, training=training)
+
+
+def nms_indices(boxes, max_output_size: int, iou_threshold: float):
+    """Greedy NMS of ``boxes`` [N, 4] float32 given in descending score order.
+
+    Returns int32 [max_output_size]: the kept boxes' indices in selection order, then -1 in the slots
+    left when fewer are kept. The blocked XLA kernel on CPU, else ``tf.image.non_max_suppression``; both
+    select the same boxes.
+    """
+    if switch.enabled():
+        return nms.blocked_nms(boxes, int(max_output_size), float(iou_threshold))
+    count = tf.shape(boxes)[0]
+    order = -tf.cast(tf.range(count), tf.float32)  # the given order, ties impossible
+    keep = tf.image.non_max_suppression(boxes, order, max_output_size, iou_threshold)
+    return tf.pad(keep, [[0, max_output_size - tf.shape(keep)[0]]], constant_values=-1)
+
+
+def momentum_sgd(learning_rate: float, momentum: float, clipnorm: float | None) -> keras.optimizers.Optimizer:
+    """Keras' SGD with momentum and per-tensor ``clipnorm``: the fused ``ClippedMomentumSGD`` (same update)
+    unless the switch is off for the process."""
+    optimizer_class = ClippedMomentumSGD if switch.enabled_by_environment() else keras.optimizers.SGD
+    return optimizer_class(learning_rate=learning_rate, momentum=momentum, clipnorm=clipnorm)

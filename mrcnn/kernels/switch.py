@@ -1,0 +1,54 @@
+"""The one switch of mrcnn's CPU kernels.
+
+The kernels are on unless one of these turns them off:
+- the environment variable ``MRCNN_CPU_KERNELS=0`` (read once per process; ``MRCNN_WINOGRAD=0``, its
+  older name, still works and warns);
+- a ``disabled()`` block, for graphs traced inside it (``export_saved_model`` traces its SavedModel
+  inside one, so exported graphs hold TensorFlow's own kernels and need no XLA at serving time);
+- a GPU visible to TensorFlow, for the kernels that only pay on CPU (cuDNN and TensorFlow's GPU NMS
+  choose their own algorithms).
+"""
+
+import contextlib
+import functools
+import os
+import warnings
+
+import tensorflow as tf
+
+_state = {"enabled": True}
+
+
+@functools.cache
+def enabled_by_environment() -> bool:
+    """False when MRCNN_CPU_KERNELS=0 (or the deprecated MRCNN_WINOGRAD=0) is set for the process."""
+    if os.environ.get("MRCNN_WINOGRAD") == "0":
+        warnings.warn(
+            "MRCNN_WINOGRAD=0 is deprecated: it now turns off all of mrcnn's CPU kernels; "
+            "use MRCNN_CPU_KERNELS=0.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return False
+    return os.environ.get("MRCNN_CPU_KERNELS", "1") != "0"
+
+
+@contextlib.contextmanager
+def disabled():
+    """Within this block, graphs traced by mrcnn use TensorFlow's and Keras' own kernels only."""
+    previous = _state["enabled"]
+    _state["enabled"] = False
+    try:
+        yield
+    finally:
+        _state["enabled"] = previous
+
+
+def enabled() -> bool:
+    """True when a graph traced now may use the CPU kernels: not switched off, no GPU visible."""
+    return _state["enabled"] and enabled_by_environment() and not _gpu_visible()
+
+
+@functools.cache
+def _gpu_visible():
+    return bool(tf.config.list_logical_devices("GPU"))
