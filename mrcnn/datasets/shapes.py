@@ -190,9 +190,9 @@ class ShapesFastConfig(ShapesConfig):
     """ShapesConfig tuned to train from scratch on a CPU in minutes (used by the command line).
 
     Small backbone (``small_backbone``) with trained BatchNorm, a 64-channel pyramid, a 256-wide box
-    head, a 64-channel mask head (Matterport's 256 channels cost three quarters of the training step
-    here: 1.3 s against 0.33 s per batch of 8 on 2 cores), fewer proposals and a 10x higher learning
-    rate than Matterport's fine-tuning default.
+    head, a 64-channel mask head (Matterport's 256 channels make most of a CPU training step; figures
+    in benchmarks/README.md), fewer proposals and a 10x higher learning rate than Matterport's
+    fine-tuning default.
     """
 
     BACKBONE = small_backbone

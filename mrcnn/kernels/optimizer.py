@@ -2,13 +2,10 @@
 
 Keras 3's ``SGD(momentum=m, clipnorm=c)`` updates each weight with about ten element-wise TensorFlow ops
 (the clipping's square, sum, multiply and divide, then the momentum's multiplies, subtraction and two
-assignments), each one a pass over the weight's memory. For ResNet-50 Mask R-CNN (about 45 million
-weights in 266 tensors) those passes, with the weight decay's gradient, took 0.165 s of a 1.9-2.1 s
-training step on 2 CPU cores (0.093 s with this optimizer and ``MaskRCNNTrainer``'s explicit decay
-gradient). ``ClippedMomentumSGD``
-computes the same update with two kernels per weight: ``L2Loss`` for the gradient's norm, then
-``ResourceApplyKerasMomentum`` (TensorFlow's fused form of exactly Keras' momentum rule), whose learning
-rate is scaled by the clipping factor ``clipnorm / max(norm, clipnorm)``.
+assignments), each one a pass over the weight's memory. ``ClippedMomentumSGD`` computes the same update
+with two kernels per weight: ``L2Loss`` for the gradient's norm, then ``ResourceApplyKerasMomentum``
+(TensorFlow's fused form of exactly Keras' momentum rule), whose learning rate is scaled by the clipping
+factor ``clipnorm / max(norm, clipnorm)``. Measurements are in benchmarks/README.md.
 """
 
 import keras
