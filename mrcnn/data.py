@@ -33,7 +33,7 @@ from mrcnn.transform import (  # noqa: F401  (re-exported: Matterport's names)
     minimize_mask,
     mold_image,
     parse_image_meta,
-    resize_image,
+    resize_image_for,
     resize_mask,
     unmold_image,
 )
@@ -185,14 +185,7 @@ def load_image_gt(
         dataset.load_image(image_id), *dataset.load_mask(image_id), image_id, config
     )
     original_shape = image.shape
-    image, window, scale, padding, crop = resize_image(
-        image,
-        min_dim=config.IMAGE_MIN_DIM,
-        min_scale=config.IMAGE_MIN_SCALE,
-        max_dim=config.IMAGE_MAX_DIM,
-        mode=config.IMAGE_RESIZE_MODE,
-        rng=rng,
-    )
+    image, window, scale, padding, crop = resize_image_for(image, config, rng=rng)
     mask = resize_mask(mask, scale, padding, crop)
 
     if augment:

@@ -16,7 +16,7 @@ from mrcnn.boxes import (
     nms_iou_graph,
     norm_boxes_graph,
 )
-from mrcnn.graph_ops import Float32Layer
+from mrcnn.graph_ops import Float32Layer, layer_settings, std_dev_list
 from mrcnn.transform import parse_image_meta_graph
 
 
@@ -126,31 +126,24 @@ class DetectionLayer(Float32Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        values = {
-            "detection_max_instances": detection_max_instances,
-            "detection_min_confidence": detection_min_confidence,
-            "detection_nms_threshold": detection_nms_threshold,
-            "bbox_std_dev": bbox_std_dev,
-        }
-        if config is not None:
-            for key, value in values.items():
-                if value is None:
-                    values[key] = getattr(config, key.upper())
-        missing = [key for key, value in values.items() if value is None]
-        if missing:
-            raise ValueError(f"DetectionLayer needs config=your Config or the values {missing}.")
+        values = layer_settings(
+            "DetectionLayer",
+            config,
+            detection_max_instances=detection_max_instances,
+            detection_min_confidence=detection_min_confidence,
+            detection_nms_threshold=detection_nms_threshold,
+            bbox_std_dev=bbox_std_dev,
+        )
         self.detection_max_instances = int(values["detection_max_instances"])
         self.detection_min_confidence = float(values["detection_min_confidence"])
         self.detection_nms_threshold = float(values["detection_nms_threshold"])
-        self.bbox_std_dev = [float(v) for v in np.asarray(values["bbox_std_dev"]).reshape(-1)]
+        self.bbox_std_dev = std_dev_list("bbox_std_dev", values["bbox_std_dev"])
         if self.detection_max_instances < 1:
             raise ValueError(f"detection_max_instances must be >= 1; got {self.detection_max_instances}.")
         if not 0.0 <= self.detection_nms_threshold <= 1.0:
             raise ValueError(
                 f"detection_nms_threshold must be an IoU in [0, 1]; got {self.detection_nms_threshold}."
             )
-        if len(self.bbox_std_dev) != 4:
-            raise ValueError(f"bbox_std_dev needs 4 values (dy, dx, dh, dw); got {self.bbox_std_dev}.")
         self.supports_jit = False
         self._settings = types.SimpleNamespace(
             DETECTION_MAX_INSTANCES=self.detection_max_instances,

@@ -5,6 +5,7 @@ ops (IoU, deltas, clipping, normalization) live in ``mrcnn.boxes``.
 """
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 
@@ -64,3 +65,27 @@ def batch_slice(inputs, graph_fn, batch_size: int, names=None):
         names = [None] * len(columns)
     stacked = [tf.stack(column, axis=0, name=name) for column, name in zip(columns, names)]
     return stacked[0] if len(stacked) == 1 else stacked
+
+
+def layer_settings(layer_name: str, config, **values) -> dict:
+    """The settings of a graph layer built "from a Config or from explicit values" (Matterport's layers
+    take ``config=``; ``get_config`` stores the values): each value given, else ``config.<NAME>``.
+
+    Raises ValueError naming the layer and the settings that are missing when neither gives one.
+    """
+    if config is not None:
+        values = {
+            key: getattr(config, key.upper()) if value is None else value for key, value in values.items()
+        }
+    missing = [key for key, value in values.items() if value is None]
+    if missing:
+        raise ValueError(f"{layer_name} needs config=your Config, or the values {missing}.")
+    return values
+
+
+def std_dev_list(name: str, value) -> list[float]:
+    """A (dy, dx, dh, dw) standard deviation setting as 4 floats; ValueError naming ``name`` otherwise."""
+    values = [float(v) for v in np.asarray(value).reshape(-1)]
+    if len(values) != 4:
+        raise ValueError(f"{name} needs 4 values (dy, dx, dh, dw); got {values}.")
+    return values

@@ -4,12 +4,11 @@ Boxes are (y1, x1, y2, x2) in normalized coordinates (see ``mrcnn.boxes.norm_box
 """
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from mrcnn import kernels
 from mrcnn.boxes import apply_box_deltas_graph, clip_boxes_graph
-from mrcnn.graph_ops import Float32Layer
+from mrcnn.graph_ops import Float32Layer, layer_settings, std_dev_list
 
 
 @keras.saving.register_keras_serializable(package="mrcnn")
@@ -35,17 +34,13 @@ class ProposalLayer(Float32Layer):
         self, proposal_count, nms_threshold, config=None, pre_nms_limit=None, rpn_bbox_std_dev=None, **kwargs
     ):
         super().__init__(**kwargs)
-        if config is not None:
-            pre_nms_limit = config.PRE_NMS_LIMIT if pre_nms_limit is None else pre_nms_limit
-            rpn_bbox_std_dev = config.RPN_BBOX_STD_DEV if rpn_bbox_std_dev is None else rpn_bbox_std_dev
-        if pre_nms_limit is None or rpn_bbox_std_dev is None:
-            raise ValueError(
-                "ProposalLayer needs config=your Config, or both pre_nms_limit and rpn_bbox_std_dev."
-            )
+        values = layer_settings(
+            "ProposalLayer", config, pre_nms_limit=pre_nms_limit, rpn_bbox_std_dev=rpn_bbox_std_dev
+        )
         self.proposal_count = int(proposal_count)
         self.nms_threshold = float(nms_threshold)
-        self.pre_nms_limit = int(pre_nms_limit)
-        self.rpn_bbox_std_dev = [float(v) for v in np.asarray(rpn_bbox_std_dev).reshape(-1)]
+        self.pre_nms_limit = int(values["pre_nms_limit"])
+        self.rpn_bbox_std_dev = std_dev_list("rpn_bbox_std_dev", values["rpn_bbox_std_dev"])
         if self.proposal_count < 1 or self.pre_nms_limit < 1:
             raise ValueError(
                 f"proposal_count ({self.proposal_count}) and pre_nms_limit "
@@ -53,10 +48,6 @@ class ProposalLayer(Float32Layer):
             )
         if not 0.0 <= self.nms_threshold <= 1.0:
             raise ValueError(f"nms_threshold must be an IoU in [0, 1]; got {self.nms_threshold}.")
-        if len(self.rpn_bbox_std_dev) != 4:
-            raise ValueError(
-                f"rpn_bbox_std_dev needs 4 values (dy, dx, dh, dw); got {self.rpn_bbox_std_dev}."
-            )
         self.supports_jit = False
 
     def build(self, input_shape):

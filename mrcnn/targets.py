@@ -10,7 +10,7 @@ import numpy as np
 import tensorflow as tf
 
 from mrcnn.boxes import box_refinement_graph, overlaps_graph
-from mrcnn.graph_ops import Float32Layer, shape_list, trim_zeros_graph
+from mrcnn.graph_ops import Float32Layer, layer_settings, shape_list, std_dev_list, trim_zeros_graph
 
 # IoU thresholds of Matterport's sampler.
 POSITIVE_IOU = 0.5
@@ -135,32 +135,22 @@ class DetectionTargetLayer(Float32Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        values = {
-            "train_rois_per_image": train_rois_per_image,
-            "roi_positive_ratio": roi_positive_ratio,
-            "bbox_std_dev": bbox_std_dev,
-            "use_mini_mask": use_mini_mask,
-            "mask_shape": mask_shape,
-        }
-        if config is not None:
-            for key in values:
-                if values[key] is None:
-                    values[key] = getattr(config, key.upper())
-        missing = [key for key, value in values.items() if value is None]
-        if missing:
-            raise ValueError(
-                f"DetectionTargetLayer needs a config or the values {missing}; pass config=your Config."
-            )
+        values = layer_settings(
+            "DetectionTargetLayer",
+            config,
+            train_rois_per_image=train_rois_per_image,
+            roi_positive_ratio=roi_positive_ratio,
+            bbox_std_dev=bbox_std_dev,
+            use_mini_mask=use_mini_mask,
+            mask_shape=mask_shape,
+        )
         self.train_rois_per_image = int(values["train_rois_per_image"])
         self.roi_positive_ratio = float(values["roi_positive_ratio"])
-        self.bbox_std_dev = [float(v) for v in np.asarray(values["bbox_std_dev"]).reshape(-1)]
+        self.bbox_std_dev = std_dev_list("bbox_std_dev", values["bbox_std_dev"])
         self.use_mini_mask = bool(values["use_mini_mask"])
         self.mask_shape = [int(v) for v in values["mask_shape"]]
-        if len(self.bbox_std_dev) != 4 or len(self.mask_shape) != 2:
-            raise ValueError(
-                f"bbox_std_dev needs 4 values and mask_shape 2; "
-                f"got {self.bbox_std_dev} and {self.mask_shape}."
-            )
+        if len(self.mask_shape) != 2:
+            raise ValueError(f"mask_shape needs 2 values (height, width); got {self.mask_shape}.")
         if self.train_rois_per_image < 1 or not 0 < self.roi_positive_ratio <= 1:
             raise ValueError("train_rois_per_image must be >= 1 and roi_positive_ratio in (0, 1].")
         self.supports_jit = False

@@ -11,7 +11,7 @@ import numpy as np
 
 from mrcnn.transform._lazy import tf
 from mrcnn.transform.image_meta import compose_image_meta, compose_image_meta_graph
-from mrcnn.transform.resizing import resize_and_pad_graph, resize_image
+from mrcnn.transform.resizing import resize_and_pad_graph, resize_image_for
 
 
 def check_pixels(images, config, what: str = "image") -> np.ndarray:
@@ -130,13 +130,7 @@ def mold_inputs(images, config) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """
     molded_images, image_metas, windows = [], [], []
     for image in images:
-        molded, window, scale, _, _ = resize_image(
-            image,
-            min_dim=config.IMAGE_MIN_DIM,
-            min_scale=config.IMAGE_MIN_SCALE,
-            max_dim=config.IMAGE_MAX_DIM,
-            mode=config.IMAGE_RESIZE_MODE,
-        )
+        molded, window, scale, _, _ = resize_image_for(image, config)
         molded = mold_image(molded, config)
         no_classes = np.zeros([config.NUM_CLASSES], dtype=np.int32)
         image_metas.append(compose_image_meta(0, image.shape, molded.shape, window, scale, no_classes))

@@ -183,6 +183,19 @@ def resize_image(image, min_dim=None, max_dim=None, min_scale=None, mode="square
     return image.astype(image_dtype, copy=False), window, scale, padding, crop
 
 
+def resize_image_for(image, config, *, rng=None):
+    """``resize_image`` with the config's IMAGE_MIN_DIM, IMAGE_MAX_DIM, IMAGE_MIN_SCALE and
+    IMAGE_RESIZE_MODE: what ``detect()`` and the training data do to every image."""
+    return resize_image(
+        image,
+        min_dim=config.IMAGE_MIN_DIM,
+        min_scale=config.IMAGE_MIN_SCALE,
+        max_dim=config.IMAGE_MAX_DIM,
+        mode=config.IMAGE_RESIZE_MODE,
+        rng=rng,
+    )
+
+
 def resize_mask(mask, scale, padding, crop=None):
     """Resize masks with the scale/padding/crop returned by ``resize_image``.
 
