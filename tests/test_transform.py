@@ -221,3 +221,16 @@ def test_utils_and_model_names_are_the_transform_functions():
     )
     assert modellib.parse_image_meta_graph is transform.parse_image_meta_graph
     assert modellib.paste_masks is transform.paste_masks
+
+
+def test_data_modules_load_without_tensorflow():
+    """The numpy halves (and the config) import no TensorFlow or Keras; the graph forms load it on use."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; import mrcnn.transform, mrcnn.boxes, mrcnn.anchors, mrcnn.metrics, mrcnn.config, "
+        "mrcnn.datasets; print('tensorflow' in sys.modules, 'keras' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False False"
