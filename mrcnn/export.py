@@ -20,9 +20,12 @@ Outputs (N = DETECTION_MAX_INSTANCES, rows past
   the box form as a second signature ``serving_boxes_masks``.
 """
 
+from __future__ import annotations
+
 import os
 import shutil
 import tempfile
+from typing import TYPE_CHECKING
 
 import numpy as np
 import tensorflow as tf
@@ -31,6 +34,9 @@ from mrcnn import kernels
 from mrcnn.anchors import anchors_graph
 from mrcnn.backbone import compute_backbone_shapes
 from mrcnn.transform import mold_images_graph, paste_masks_graph, unmold_boxes_graph
+
+if TYPE_CHECKING:
+    from mrcnn.model import MaskRCNN
 
 MASK_FORMS = ("full", "boxes", "both")
 SUPPORTED_RESIZE_MODES = ("square", "pad64", "none")
@@ -177,7 +183,13 @@ def _check_exportable(model, masks):
         _check_backbone_shapes(model.config)
 
 
-def export_saved_model(model, export_dir, masks="full", overwrite=False, verbose=1):
+def export_saved_model(
+    model: MaskRCNN,
+    export_dir: str | os.PathLike,
+    masks: str = "full",
+    overwrite: bool = False,
+    verbose: int = 1,
+) -> str:
     """Write ``model`` (an inference-mode ``MaskRCNN``) as a SavedModel for TF Serving.
 
     export_dir: the SavedModel directory (for TF Serving, a numbered version folder such as
