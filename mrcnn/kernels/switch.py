@@ -26,7 +26,7 @@ def enabled_by_environment() -> bool:
         warnings.warn(
             "MRCNN_WINOGRAD=0 is deprecated: it now turns off all of mrcnn's CPU kernels; "
             "use MRCNN_CPU_KERNELS=0.",
-            DeprecationWarning,
+            FutureWarning,
             stacklevel=2,
         )
         return False

@@ -1,0 +1,75 @@
+"""mrcnn.kernels: one switch, one chooser, and the model's layers naming what they compute."""
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from mrcnn import kernels
+from mrcnn.backbone import BatchNorm
+from mrcnn.conv import Conv2D
+from mrcnn.kernels.optimizer import ClippedMomentumSGD
+
+PACKAGE = Path(__file__).resolve().parents[1] / "mrcnn"
+STAGES = ["backbone.py", "rpn.py", "heads.py", "proposals.py", "detection.py", "graph.py", "model.py"]
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_stages_name_what_they_compute(stage):
+    """No stage imports a kernel module or names a kernel: the choice is made in mrcnn.kernels.select."""
+    source = (PACKAGE / stage).read_text()
+    kernel_modules = (
+        r"kernels\.(winograd|nms|sparse_conv|fused_bn|roi_matmul|optimizer|switch)\b|import (winograd|nms)\b"
+    )
+    assert not re.search(kernel_modules, source), stage
+    assert not re.search(r"Winograd\w*\(|SparseGradient|_fused|blocked_nms", source), stage
+
+
+def test_disabled_turns_every_trace_time_choice_off():
+    layer = Conv2D(8, 3, padding="same", activation="relu", sparse_output_gradient=True)
+    layer.build((None, None, None, 4))
+    assert kernels.enabled() and kernels.uses_winograd(layer) and kernels.uses_sparse_gradient(layer)
+    with kernels.disabled():
+        assert not kernels.enabled()
+        assert not kernels.uses_winograd(layer) and not kernels.uses_sparse_gradient(layer)
+    assert kernels.enabled()
+
+
+def test_fused_batch_norm_equals_keras():
+    """Training-mode BatchNorm through the fused kernel: Keras' outputs and moving averages."""
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.normal(2.0, 3.0, size=(4, 5, 5, 6)).astype(np.float32))
+    ours, plain = BatchNorm(momentum=0.9), keras.layers.BatchNormalization(momentum=0.9)
+    for layer in (ours, plain):
+        layer.build(x.shape)
+    np.testing.assert_allclose(ours(x, training=True), plain(x, training=True), rtol=1e-4, atol=1e-4)
+    for a, b in zip(ours.get_weights(), plain.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_momentum_sgd_is_the_fused_optimizer():
+    optimizer = kernels.momentum_sgd(0.01, 0.9, 5.0)
+    assert type(optimizer) is ClippedMomentumSGD and optimizer.clipnorm == 5.0
+
+
+def test_process_switch_gives_keras_kernels():
+    """MRCNN_CPU_KERNELS=0: plain Keras SGD, no Winograd, and the switch reads off for the process."""
+    script = (
+        "from mrcnn import kernels; from mrcnn.conv import Conv2D; import keras; "
+        "layer = Conv2D(4, 3, padding='same'); layer.build((None, 8, 8, 5)); "
+        "print(type(kernels.momentum_sgd(0.01, 0.9, 5.0)) is keras.optimizers.SGD, "
+        "kernels.uses_winograd(layer), kernels.enabled())"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("MRCNN_CPU_KERNELS", "MRCNN_WINOGRAD")}
+    env.update(MRCNN_CPU_KERNELS="0", TF_CPP_MIN_LOG_LEVEL="3")
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split()[-3:] == ["True", "False", "False"]
