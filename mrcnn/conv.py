@@ -34,3 +34,19 @@ class Conv2D(keras.layers.Conv2D):
         if self.sparse_output_gradient:  # else Keras' Conv2D config, which keras.layers.Conv2D also reads
             config["sparse_output_gradient"] = True
         return config
+
+
+# .keras files saved by earlier versions name the FPN's and the RPN's convolutions by their old classes;
+# these load them as the same Conv2D.
+@keras.saving.register_keras_serializable(package="mrcnn", name="WinogradConv2D")
+class LegacyWinogradConv2D(Conv2D):
+    """Deprecated name of ``Conv2D`` (a 3x3 Conv2D computed by Winograd on CPU); loads old .keras files."""
+
+
+@keras.saving.register_keras_serializable(package="mrcnn", name="SparseGradientConv2D")
+class LegacySparseGradientConv2D(Conv2D):
+    """Deprecated name of ``Conv2D(sparse_output_gradient=True)``; loads old .keras files."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("sparse_output_gradient", True)
+        super().__init__(*args, **kwargs)

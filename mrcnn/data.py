@@ -175,7 +175,8 @@ def load_image_gt(
         imgaug augmenter (applied deterministically to the image and to the uint8 masks, the masks only
         through IMGAUG_MASK_AUGMENTERS). It must keep the shapes. Instances it empties are dropped.
     use_mini_mask: return masks cropped to their boxes and resized to config.MINI_MASK_SHAPE.
-    rng: optional numpy Generator for the flip, passed to mrcnn.augment augmenters (else their own).
+    rng: optional numpy Generator for the "crop" resize mode's crop and the flip, passed to mrcnn.augment
+        augmenters (else their own, and Python's global ``random`` for the crop, as Matterport).
 
     Returns (image [H, W, C] in the dataset's dtype (uint8), image_meta float64 [12 + NUM_CLASSES],
     class_ids int32 [N], bbox int32 [N, 4] pixel boxes of the resized image, mask bool [H, W, N] or

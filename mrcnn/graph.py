@@ -165,7 +165,7 @@ def _training_inputs(config):
 
 def build_training_graph(config) -> MaskRCNNTrainer:
     """Inputs: ``mrcnn.data.INPUT_NAMES`` (plus ``input_roi`` when USE_RPN_ROIS is False). Outputs: the
-    heads' outputs, rpn_rois, output_rois, then the five losses (``training.LOSS_NAMES`` order)."""
+    heads' outputs, rpn_rois, output_rois, then the five losses (``losses.LOSS_NAMES`` order)."""
     input_image, input_image_meta = _image_inputs(config)
     ground_truth = _training_inputs(config)
     input_rpn_match, input_rpn_bbox, input_gt_class_ids, input_gt_boxes, input_gt_masks = ground_truth

@@ -3,7 +3,7 @@
 ``Detector`` holds what ``MaskRCNN.detect`` needs between calls: one ``tf.function`` with a fixed
 signature (so calls with new image sizes or counts never retrace) and the anchors of each molded shape.
 It groups molded images by shape, runs BATCH_SIZE of them at a time and un-molds each image's result
-with ``mrcnn.transform.unmold_detections``. Pre- and post-processing live in ``mrcnn.transform``.
+with the model's ``unmold_detections``. Pre- and post-processing live in ``mrcnn.transform``.
 """
 
 from __future__ import annotations
@@ -14,21 +14,20 @@ from collections.abc import Callable
 import numpy as np
 import tensorflow as tf
 
-from mrcnn.transform import unmold_detections
-
 
 class Detector:
     """Batched inference for an inference-mode Keras model.
 
     keras_model: the graph of ``mrcnn.graph.build_inference_graph``; config: its Config; anchors_for:
-    molded image shape -> normalized anchors [A, 4]; log: Matterport's ``log(text, array)`` for verbose
-    output.
+    molded image shape -> normalized anchors [A, 4]; unmold: ``MaskRCNN.unmold_detections`` (a subclass
+    may override it); log: Matterport's ``log(text, array)`` for verbose output.
     """
 
-    def __init__(self, keras_model, config, anchors_for: Callable, log: Callable):
+    def __init__(self, keras_model, config, anchors_for: Callable, unmold: Callable, log: Callable):
         self.keras_model = keras_model
         self.config = config
         self.anchors_for = anchors_for
+        self.unmold = unmold
         self.log = log
         self._function = None
 
@@ -54,8 +53,9 @@ class Detector:
     def detect_molded_batches(self, images, molded_images, image_metas, windows, verbose=0) -> list[dict]:
         """Detections for each of ``images`` (the originals, for their shapes) from their molded forms.
 
-        Returns one dict per image: rois int32 [N, 4] original pixels (exclusive y2/x2), class_ids int32
-        [N], scores float32 [N], masks bool [H, W, N].
+        molded_images: [H, W, C] float32 arrays (any sizes; grouped by shape), image_metas: [META] each,
+        windows: [4] each. Returns one dict per image: rois int32 [N, 4] original pixels (exclusive
+        y2/x2), class_ids int32 [N], scores float32 [N], masks bool [H, W, N].
         """
         results = [None] * len(images)
         by_shape = OrderedDict()
@@ -66,16 +66,16 @@ class Detector:
             anchors = self.anchors_for(shape)
             for start in range(0, len(indices), batch):
                 chunk = indices[start : start + batch]
+                chunk_images = np.stack([molded_images[i] for i in chunk]).astype(np.float32)
+                chunk_metas = np.stack([image_metas[i] for i in chunk]).astype(np.float32)
                 chunk_anchors = np.broadcast_to(anchors, (len(chunk),) + anchors.shape)
                 if verbose:
-                    self.log("molded_images", molded_images[chunk])
-                    self.log("image_metas", image_metas[chunk])
+                    self.log("molded_images", chunk_images)
+                    self.log("image_metas", chunk_metas)
                     self.log("anchors", chunk_anchors)
-                detections, _, _, mrcnn_mask, _, _, _ = self.run(
-                    molded_images[chunk], image_metas[chunk], chunk_anchors
-                )
+                detections, _, _, mrcnn_mask, _, _, _ = self.run(chunk_images, chunk_metas, chunk_anchors)
                 for row, index in enumerate(chunk):
-                    rois, class_ids, scores, masks = unmold_detections(
+                    rois, class_ids, scores, masks = self.unmold(
                         detections[row],
                         mrcnn_mask[row],
                         images[index].shape,

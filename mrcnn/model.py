@@ -302,7 +302,7 @@ class MaskRCNN:
             optimizer = build_optimizer(self.config, learning_rate, momentum)
             self.keras_model.compile(optimizer=optimizer)
             # Keras defers this to the first train step when no strategy is set; variables created inside
-            # that trace make tf.function trace the whole step a second time (about 7 s for ResNet-50).
+            # that trace make tf.function trace the whole step a second time.
             optimizer.build(self.keras_model.trainable_variables)
 
     def train(
@@ -398,7 +398,9 @@ class MaskRCNN:
     def detector(self) -> Detector:
         """The ``mrcnn.inference.Detector`` that runs this model's graph (created on first use)."""
         if self._detector is None:
-            self._detector = Detector(self.keras_model, self.config, self.get_anchors, log)
+            self._detector = Detector(
+                self.keras_model, self.config, self.get_anchors, self.unmold_detections, log
+            )
         return self._detector
 
     def detect(self, images: list[np.ndarray], verbose: int = 0) -> list[dict]:
@@ -416,7 +418,9 @@ class MaskRCNN:
             log(f"Processing {len(images)} images")
             for image in images:
                 log("image", image)
-        molded_images, image_metas, windows = self.mold_inputs(images)
+        # One at a time: in "pad64" and "none" modes images of different sizes mold to different shapes.
+        molded = [self.mold_inputs([image]) for image in images]
+        molded_images, image_metas, windows = ([m[k][0] for m in molded] for k in range(3))
         return self.detector.detect_molded_batches(images, molded_images, image_metas, windows, verbose)
 
     def detect_molded(

@@ -31,13 +31,13 @@ def test_stages_name_what_they_compute(stage):
     assert not re.search(r"Winograd\w*\(|SparseGradient|_fused|blocked_nms", source), stage
 
 
-def test_disabled_turns_every_trace_time_choice_off():
+def test_disabled_turns_the_xla_kernels_off():
     layer = Conv2D(8, 3, padding="same", activation="relu", sparse_output_gradient=True)
     layer.build((None, None, None, 4))
     assert kernels.enabled() and kernels.uses_winograd(layer) and kernels.uses_sparse_gradient(layer)
     with kernels.disabled():
-        assert not kernels.enabled()
-        assert not kernels.uses_winograd(layer) and not kernels.uses_sparse_gradient(layer)
+        assert not kernels.enabled() and not kernels.uses_winograd(layer)
+        assert kernels.uses_sparse_gradient(layer)  # plain TensorFlow ops: any runtime runs them
     assert kernels.enabled()
 
 
@@ -73,3 +73,14 @@ def test_process_switch_gives_keras_kernels():
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.split()[-3:] == ["True", "False", "False"]
+
+
+@pytest.mark.parametrize("old_name, sparse", [("WinogradConv2D", False), ("SparseGradientConv2D", True)])
+def test_old_layer_class_names_still_load(old_name, sparse):
+    """.keras files written before the kernels moved name the FPN/RPN convolutions by their old classes."""
+    layer = Conv2D(8, 3, padding="same", activation="relu", name="fpn_p2")
+    serialized = keras.layers.serialize(layer)
+    serialized.update(class_name=old_name, registered_name=f"mrcnn>{old_name}")
+    restored = keras.layers.deserialize(serialized)
+    assert isinstance(restored, Conv2D) and restored.sparse_output_gradient is sparse
+    assert (restored.name, restored.filters, restored.kernel_size) == ("fpn_p2", 8, (3, 3))

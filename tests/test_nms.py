@@ -1,4 +1,4 @@
-"""mrcnn.nms: the blocked XLA greedy NMS selects exactly what tf.image.non_max_suppression selects."""
+"""mrcnn.kernels.nms: the blocked XLA greedy NMS selects exactly what tf.image.non_max_suppression selects."""
 
 import numpy as np
 import pytest

@@ -88,8 +88,6 @@ def test_config_round_trip_and_unsupported_arguments_fall_back():
     for kwargs in ({"strides": 2}, {"padding": "valid"}, {"activation": "sigmoid"}, {"use_bias": False}):
         other = Conv2D(8, 3, sparse_output_gradient=True, **{"padding": "same", **kwargs})
         assert not kernels.uses_sparse_gradient(other), kwargs
-    with kernels.disabled():
-        assert not kernels.uses_sparse_gradient(layer)
 
 
 def test_rpn_uses_it_only_at_anchor_stride_one():

@@ -7,8 +7,9 @@ matmuls (``roi_matmul``), blocked XLA NMS (``nms``) and a fused SGD update (``op
 
 The model's layers (``mrcnn.conv.Conv2D``, ``mrcnn.heads.RoiConv2D``, ``mrcnn.backbone.BatchNorm``,
 ``mrcnn.proposals.ProposalLayer``, ``mrcnn.training.build_optimizer``) name what they compute and ask
-``select`` for the result; ``select`` is the only place that decides which kernel runs, and ``switch``
-turns them all off (``MRCNN_CPU_KERNELS=0``, or ``disabled()`` while tracing, as the export does).
+``select`` for the result; ``select`` is the only place that decides which kernel runs. ``switch``
+turns them all off for the process (``MRCNN_CPU_KERNELS=0``), and the XLA-compiled ones (Winograd, the
+blocked NMS) off while a graph is traced inside ``disabled()``, as the export does.
 """
 
 from mrcnn.kernels.select import (

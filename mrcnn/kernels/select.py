@@ -5,13 +5,15 @@ layer's own default implementation, and returns the result of the kernel chosen 
 
 - 3x3 float32 convolutions (FPN outputs, mask head, RPN forward): ``winograd``, when the switch is on,
   no GPU is visible and ``winograd.fits`` the layer;
-- the RPN shared convolution's backward pass (``sparse_output_gradient``): ``sparse_conv``, when the
-  switch is on and ``sparse_conv.fits``;
+- the RPN shared convolution's backward pass (``sparse_output_gradient``): ``sparse_conv``, unless
+  MRCNN_CPU_KERNELS=0, when ``sparse_conv.fits``;
 - training-mode BatchNorm: ``fused_bn``, unless MRCNN_CPU_KERNELS=0, when ``fused_bn.fits``;
 - the box head's whole-RoI convolutions: ``roi_matmul``, unless MRCNN_CPU_KERNELS=0, when it fits;
 - the proposal NMS: ``nms.blocked_nms``, when the switch is on and no GPU is visible;
 - SGD with momentum and clipnorm: ``optimizer.ClippedMomentumSGD``, unless MRCNN_CPU_KERNELS=0.
 
+``switch.disabled()`` turns off the choices made while a graph is traced for other runtimes (Winograd
+and the blocked NMS, both XLA programs); the others are plain TensorFlow ops that any runtime runs.
 Everywhere else the layer's default (Keras' or TensorFlow's kernel) runs. Every kernel computes what the
 default computes (exactly, or to float32 rounding for Winograd), so the choice changes speed only.
 """
@@ -32,7 +34,11 @@ def uses_winograd(layer) -> bool:
 
 def uses_sparse_gradient(layer) -> bool:
     """Whether ``layer`` (a Conv2D declared with ``sparse_output_gradient``) gets the sparse backward pass."""
-    return getattr(layer, "sparse_output_gradient", False) and switch.enabled() and sparse_conv.fits(layer)
+    return (
+        getattr(layer, "sparse_output_gradient", False)
+        and switch.enabled_by_environment()
+        and sparse_conv.fits(layer)
+    )
 
 
 def convolution(layer, inputs, kernel, default: Callable):

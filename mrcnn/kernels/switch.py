@@ -3,10 +3,10 @@
 The kernels are on unless one of these turns them off:
 - the environment variable ``MRCNN_CPU_KERNELS=0`` (read once per process; ``MRCNN_WINOGRAD=0``, its
   older name, still works and warns);
-- a ``disabled()`` block, for graphs traced inside it (``export_saved_model`` traces its SavedModel
-  inside one, so exported graphs hold TensorFlow's own kernels and need no XLA at serving time);
-- a GPU visible to TensorFlow, for the kernels that only pay on CPU (cuDNN and TensorFlow's GPU NMS
-  choose their own algorithms).
+- for the two XLA-compiled kernels (Winograd and the blocked NMS) also: a ``disabled()`` block, for
+  graphs traced inside it (``export_saved_model`` traces its SavedModel inside one, so exported graphs
+  need no XLA at serving time), and a GPU visible to TensorFlow (cuDNN and TensorFlow's GPU NMS choose
+  their own algorithms). ``enabled()`` answers for these; ``enabled_by_environment()`` for the rest.
 """
 
 import contextlib
@@ -35,7 +35,7 @@ def enabled_by_environment() -> bool:
 
 @contextlib.contextmanager
 def disabled():
-    """Within this block, graphs traced by mrcnn use TensorFlow's and Keras' own kernels only."""
+    """Within this block, graphs traced by mrcnn use no XLA-compiled kernel (Winograd, blocked NMS)."""
     previous = _state["enabled"]
     _state["enabled"] = False
     try:
@@ -45,7 +45,7 @@ def disabled():
 
 
 def enabled() -> bool:
-    """True when a graph traced now may use the CPU kernels: not switched off, no GPU visible."""
+    """True when a graph traced now may use the XLA-compiled kernels: not switched off, no GPU visible."""
     return _state["enabled"] and enabled_by_environment() and not _gpu_visible()
 
 
