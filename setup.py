@@ -7,6 +7,16 @@ from setuptools import find_packages, setup
 HERE = Path(__file__).parent
 
 
+# ONNX, TFLite/LiteRT and OpenVINO export (mrcnn.export): the versions tested with TF 2.21 and numpy 2.
+EXPORT_REQUIREMENTS = [
+    "tf2onnx==1.17.0",
+    "onnx==1.23.2",
+    "onnxruntime==1.32.0",
+    "ai-edge-litert==2.3.0",
+    "openvino==2026.4.1",
+]
+
+
 def read_requirements():
     lines = (HERE / "requirements.txt").read_text().splitlines()
     return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
@@ -38,7 +48,9 @@ setup(
             "nbclient>=0.10",
             "nbformat>=5.10",
             "ipykernel>=6.29",
+            *EXPORT_REQUIREMENTS,  # the export tests run every runtime
         ],
+        "export": EXPORT_REQUIREMENTS,
         "benchmark": ["torch==2.14.1", "torchvision==0.29.1"],
         # MP4/AVI colour-splash videos in samples/balloon (imageio's FFmpeg backend); GIF needs nothing.
         "video": ["av>=12"],

@@ -88,28 +88,31 @@ def generate_pyramid_anchors(
     return np.concatenate(anchors, axis=0)
 
 
-def anchors_graph(molded_height, molded_width, config):
+def anchors_graph(molded_height, molded_width, config, dtype=None):
     """TF twin of ``config_anchors(config, ...)[1]`` for a molded image size given as scalar tensors.
 
-    Feature maps are ceil(side / stride) per BACKBONE_STRIDES (ResNet backbones). Computed in float64 as
-    the numpy form, so the result equals it exactly: float32 [A, 4] normalized (y1, x1, y2, x2) boxes.
+    Feature maps are ceil(side / stride) per BACKBONE_STRIDES (ResNet backbones). Computed in ``dtype``:
+    float64 by default, as the numpy form, so the result equals it exactly (float32 for runtimes without
+    float64). Returns float32 [A, 4] normalized (y1, x1, y2, x2) boxes.
     """
     import tensorflow as tf
 
-    height = tf.cast(molded_height, tf.float64)
-    width = tf.cast(molded_width, tf.float64)
+    dtype = dtype or tf.float64
+    height = tf.cast(molded_height, dtype)
+    width = tf.cast(molded_width, dtype)
     stride = int(config.RPN_ANCHOR_STRIDE)
     levels = []
     for scale, feature_stride in zip(config.RPN_ANCHOR_SCALES, config.BACKBONE_STRIDES):
         heights, widths = _sides(scale, config.RPN_ANCHOR_RATIOS)
         rows = tf.cast(tf.math.ceil(height / feature_stride), tf.int32)
         cols = tf.cast(tf.math.ceil(width / feature_stride), tf.int32)
-        shifts_y = tf.cast(tf.range(0, rows, stride) * feature_stride, tf.float64)
-        shifts_x = tf.cast(tf.range(0, cols, stride) * feature_stride, tf.float64)
-        levels.append(_anchor_boxes(shifts_y, shifts_x, tf.constant(heights), tf.constant(widths), tf))
+        shifts_y = tf.cast(tf.range(0, rows, stride) * feature_stride, dtype)
+        shifts_x = tf.cast(tf.range(0, cols, stride) * feature_stride, dtype)
+        sides = (tf.constant(heights, dtype), tf.constant(widths, dtype))
+        levels.append(_anchor_boxes(shifts_y, shifts_x, *sides, tf))
     anchors = tf.concat(levels, axis=0)
     norm_scale = tf.stack([height - 1.0, width - 1.0, height - 1.0, width - 1.0])
-    norm_shift = tf.constant([0.0, 0.0, 1.0, 1.0], tf.float64)
+    norm_shift = tf.constant([0.0, 0.0, 1.0, 1.0], dtype)
     return tf.cast((anchors - norm_shift) / norm_scale, tf.float32)
 
 

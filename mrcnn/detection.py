@@ -9,53 +9,45 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from mrcnn.boxes import (
-    apply_box_deltas_graph,
-    clip_boxes_graph,
-    nms_corners_and_area_graph,
-    nms_iou_graph,
-    norm_boxes_graph,
-)
+from mrcnn import kernels
+from mrcnn.boxes import apply_box_deltas_graph, clip_boxes_graph, norm_boxes_graph
 from mrcnn.graph_ops import Float32Layer, layer_settings, std_dev_list
 from mrcnn.transform import parse_image_meta_graph
 
 
-def _select_detections(boxes, class_ids, scores, keep, max_instances, nms_threshold):
+def _select_detections(boxes, class_ids, scores, keep, num_classes, max_instances, nms_threshold):
     """Per-class NMS and top-``max_instances`` for one image.
 
     boxes [R, 4], class_ids int32 [R], scores [R], keep bool [R] (candidates). Returns float32
     [max_instances, 6] rows (y1, x1, y2, x2, class_id, score), score-descending (ties: lower RoI index
     first), zero-padded.
 
-    One greedy NMS runs over all candidates on an IoU matrix zeroed between different classes, which
-    selects exactly the union of the per-class NMS results. Sorting that union by score and cutting at
-    ``max_instances`` equals Matterport's per-class NMS capped at ``max_instances`` followed by top-k.
+    ``kernels.per_class_nms`` keeps the per-class NMS results (at least the ``max_instances`` best of
+    them). Sorting those by score and cutting at ``max_instances`` equals Matterport's per-class NMS
+    capped at ``max_instances`` followed by top-k.
     """
     candidates = tf.where(keep)[:, 0]  # ascending RoI index
     boxes = tf.gather(boxes, candidates)
     class_ids = tf.gather(class_ids, candidates)
     scores = tf.gather(scores, candidates)
 
-    same_class = tf.equal(class_ids[:, None], class_ids[None, :])
-    corners = nms_corners_and_area_graph(boxes)
-    overlaps = tf.where(same_class, nms_iou_graph(corners, corners), 0.0)
-    selected = tf.image.non_max_suppression_overlaps(
-        overlaps, scores, max_output_size=tf.shape(scores)[0], overlap_threshold=nms_threshold
-    )
-    selected = tf.sort(selected)  # RoI order, then a stable sort by score
-    by_score = tf.argsort(tf.gather(scores, selected), direction="DESCENDING", stable=True)
-    selected = tf.gather(selected, by_score)
-    selected = selected[:max_instances]
-
-    detections = tf.concat(
+    selected = kernels.per_class_nms(boxes, class_ids, scores, num_classes, max_instances, nms_threshold)
+    # Rank the kept boxes (in RoI order) by score, followed by max_instances padding slots of score -1:
+    # top_k keeps equal scores in input order, so ties go to the lower RoI index, and the result always
+    # has max_instances rows (no padding op whose size depends on the data, which OpenVINO rejects).
+    count = tf.shape(scores)[0]
+    ranked = tf.concat([tf.gather(scores, selected), -tf.ones([max_instances])], axis=0)
+    slots = tf.concat([selected, tf.fill([max_instances], tf.cast(count, selected.dtype))], axis=0)
+    _, order = tf.math.top_k(ranked, k=max_instances)
+    picked = tf.gather(slots, order)  # index ``count`` picks the zero row appended below
+    return tf.concat(
         [
-            tf.gather(boxes, selected),
-            tf.cast(tf.gather(class_ids, selected), tf.float32)[:, None],
-            tf.gather(scores, selected)[:, None],
+            tf.gather(tf.concat([boxes, tf.zeros([1, 4])], axis=0), picked),
+            tf.expand_dims(tf.cast(tf.gather(tf.concat([class_ids, [0]], axis=0), picked), tf.float32), -1),
+            tf.expand_dims(tf.gather(tf.concat([scores, [0.0]], axis=0), picked), -1),
         ],
         axis=1,
     )
-    return tf.pad(detections, [[0, max_instances - tf.shape(detections)[0]], [0, 0]])
 
 
 def _refine_detections_batch(rois, probs, deltas, windows, settings):
@@ -75,10 +67,11 @@ def _refine_detections_batch(rois, probs, deltas, windows, settings):
     if settings.DETECTION_MIN_CONFIDENCE:
         keep = tf.logical_and(keep, class_scores >= settings.DETECTION_MIN_CONFIDENCE)
 
+    num_classes = int(probs.shape[-1])
     max_instances = int(settings.DETECTION_MAX_INSTANCES)
     nms_threshold = float(settings.DETECTION_NMS_THRESHOLD)
     return tf.map_fn(
-        lambda image: _select_detections(*image, max_instances, nms_threshold),
+        lambda image: _select_detections(*image, num_classes, max_instances, nms_threshold),
         (refined, class_ids, class_scores, keep),
         fn_output_signature=tf.TensorSpec([max_instances, 6], tf.float32),
     )

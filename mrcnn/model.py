@@ -231,16 +231,26 @@ class MaskRCNN:
         save_weights_hdf5(self.keras_model, filepath)
 
     def export(
-        self, export_dir: str | os.PathLike, masks: str = "full", overwrite: bool = False, verbose: int = 1
+        self,
+        path: str | os.PathLike,
+        format: str = "saved_model",
+        masks: str = "full",
+        overwrite: bool = False,
+        quantize: str | None = None,
+        verbose: int = 1,
     ) -> str:
-        """Write a SavedModel for serving (inference mode only); see ``mrcnn.export.export_saved_model``.
+        """Write the model for serving (inference mode only) in ``format``: "saved_model", "onnx",
+        "tflite" or "openvino"; see ``mrcnn.export.export``.
 
-        Its ``serving_default`` signature takes uint8 images [batch, H, W, 3] of any size and returns
-        post-processed detections in input-image pixels. Returns the absolute export path.
+        Every format takes uint8 images [batch, H, W, 3] of any size and returns post-processed
+        detections in input-image pixels (``boxes``, ``class_ids``, ``scores``, ``num_detections``,
+        ``masks``). Returns the absolute path of the written folder or file.
         """
-        from mrcnn.export import export_saved_model
+        from mrcnn.export import export
 
-        return export_saved_model(self, export_dir, masks=masks, overwrite=overwrite, verbose=verbose)
+        return export(
+            self, path, format=format, masks=masks, overwrite=overwrite, quantize=quantize, verbose=verbose
+        )
 
     def get_imagenet_weights(self) -> str:
         """Download (once) and return the path of ImageNet ResNet-50 weights (Keras' notop file)."""

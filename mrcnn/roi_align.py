@@ -6,6 +6,7 @@ Boxes are (y1, x1, y2, x2) in normalized coordinates (see ``mrcnn.boxes.norm_box
 import keras
 import tensorflow as tf
 
+from mrcnn import kernels
 from mrcnn.graph_ops import log2_graph
 from mrcnn.transform import parse_image_meta_graph
 
@@ -41,10 +42,11 @@ class PyramidROIAlign(keras.layers.Layer):
     or bfloat16/float16 under a mixed precision policy), row i pooled for box i.
 
     Each box goes to one level (``roi_pyramid_levels``; the image area comes from the image_shape of
-    the first meta row) and is cropped with ``tf.image.crop_and_resize`` (bilinear) from that level's
-    map. There is one crop_and_resize per level over all images' boxes (box_indices = image index), and
-    one gather puts the results back in input order. Gradients flow to the feature maps, not to the
-    boxes (as in Matterport).
+    the first meta row) and is cropped bilinearly (``mrcnn.kernels.crop_and_resize``: TensorFlow's
+    ``crop_and_resize``, or the same crops by gathers in graphs traced for ONNX/TFLite/OpenVINO) from
+    that level's map. There is one crop per level over all images' boxes (box_indices = image
+    index), and one gather puts the results back in input order. Gradients flow to the feature maps,
+    not to the boxes (as in Matterport).
 
     Mixed precision: the layer does not autocast its inputs, so the boxes keep float32 precision while
     the feature maps stay in their (possibly half) dtype (bfloat16 maps are sampled as float32, which
@@ -99,15 +101,15 @@ class PyramidROIAlign(keras.layers.Layer):
             box_indices = tf.stop_gradient(tf.cast(index[:, 0], tf.int32))
             if feature_map.dtype == tf.bfloat16:  # crop_and_resize has no bfloat16 kernel
                 feature_map = tf.cast(feature_map, tf.float32)
-            pooled.append(
-                tf.image.crop_and_resize(
-                    feature_map, level_boxes, box_indices, self.pool_shape, method="bilinear"
-                )
-            )
+            pooled.append(kernels.crop_and_resize(feature_map, level_boxes, box_indices, self.pool_shape))
             positions.append(index[:, 0] * num_boxes + index[:, 1])
         pooled = tf.concat(pooled, axis=0)
-        # Every box is in exactly one level, so ``positions`` is a permutation of range(B * N).
-        pooled = tf.gather(pooled, tf.math.invert_permutation(tf.concat(positions, axis=0)))
+        # Every box is in exactly one level, so ``positions`` is a permutation of range(B * N); scattering
+        # range() through it inverts it (with ops every export runtime has, unlike InvertPermutation).
+        positions = tf.cast(tf.concat(positions, axis=0), tf.int32)
+        total = tf.reduce_prod(tf.shape(boxes)[:2])
+        inverse = tf.scatter_nd(tf.expand_dims(positions, -1), tf.range(total), tf.expand_dims(total, 0))
+        pooled = tf.gather(pooled, inverse)
 
         channels = feature_maps[0].shape[-1]
         if channels is None:

@@ -17,7 +17,16 @@ from mrcnn.conv import Conv2D
 from mrcnn.kernels.optimizer import ClippedMomentumSGD
 
 PACKAGE = Path(__file__).resolve().parents[1] / "mrcnn"
-STAGES = ["backbone.py", "rpn.py", "heads.py", "proposals.py", "detection.py", "graph.py", "model.py"]
+STAGES = [
+    "backbone.py",
+    "rpn.py",
+    "heads.py",
+    "proposals.py",
+    "roi_align.py",
+    "detection.py",
+    "graph.py",
+    "model.py",
+]
 
 
 @pytest.mark.parametrize("stage", STAGES)
@@ -25,7 +34,8 @@ def test_stages_name_what_they_compute(stage):
     """No stage imports a kernel module or names a kernel: the choice is made in mrcnn.kernels.select."""
     source = (PACKAGE / stage).read_text()
     kernel_modules = (
-        r"kernels\.(winograd|nms|sparse_conv|fused_bn|roi_matmul|optimizer|switch)\b|import (winograd|nms)\b"
+        r"kernels\.(winograd|nms|sparse_conv|fused_bn|roi_matmul|optimizer|switch|portable_ops)\b"
+        r"|import (winograd|nms|portable_ops)\b"
     )
     assert not re.search(kernel_modules, source), stage
     assert not re.search(r"Winograd\w*\(|SparseGradient|_fused|blocked_nms", source), stage
@@ -39,6 +49,44 @@ def test_disabled_turns_the_xla_kernels_off():
         assert not kernels.enabled() and not kernels.uses_winograd(layer)
         assert kernels.uses_sparse_gradient(layer)  # plain TensorFlow ops: any runtime runs them
     assert kernels.enabled()
+
+
+def test_portable_is_disabled_and_more():
+    layer = Conv2D(8, 3, padding="same")
+    layer.build((None, None, None, 4))
+    with kernels.portable():
+        assert kernels.is_portable() and not kernels.enabled() and not kernels.uses_winograd(layer)
+    assert not kernels.is_portable() and kernels.enabled()
+
+
+@pytest.mark.parametrize("crop_size", [(7, 7), (14, 3), (1, 1)])
+def test_portable_crops_equal_crop_and_resize(crop_size):
+    """Bilinear crops by gathers give tf.image.crop_and_resize's values bit for bit, also for boxes that
+    reach outside the image (zeros there) and inverted boxes."""
+    rng = np.random.default_rng(0)
+    image = tf.constant(rng.normal(size=(2, 13, 17, 5)).astype(np.float32))
+    boxes = tf.constant(rng.uniform(-0.2, 1.2, (60, 4)).astype(np.float32))
+    box_indices = tf.constant(rng.integers(0, 2, 60).astype(np.int32))
+    expected = tf.image.crop_and_resize(image, boxes, box_indices, crop_size).numpy()
+    with kernels.portable():
+        got = kernels.crop_and_resize(image, boxes, box_indices, crop_size).numpy()
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_portable_per_class_nms_keeps_the_same_boxes():
+    """One NonMaxSuppressionV4 per class selects, among the best max_output_size, what the IoU-matrix NMS
+    selects (random overlapping boxes of 3 classes, distinct scores)."""
+    rng = np.random.default_rng(1)
+    corners = rng.uniform(0, 0.8, (200, 2))
+    boxes = tf.constant(np.concatenate([corners, corners + rng.uniform(0.05, 0.3, (200, 2))], 1), tf.float32)
+    class_ids = tf.constant(rng.integers(1, 4, 200), tf.int32)
+    scores = tf.constant(rng.permutation(200) / 200 + 0.001, tf.float32)
+    everything = kernels.per_class_nms(boxes, class_ids, scores, 4, 200, 0.3).numpy()
+    with kernels.portable():
+        best = kernels.per_class_nms(boxes, class_ids, scores, 4, 20, 0.3).numpy()
+    assert 20 < len(everything) < 200 and len(best) == 20
+    top = everything[np.argsort(-scores.numpy()[everything], kind="stable")[:20]]
+    np.testing.assert_array_equal(best, np.sort(top))
 
 
 def test_fused_batch_norm_equals_keras():

@@ -22,7 +22,7 @@ from mrcnn.transform import (
     paste_masks_graph,
     resize_images_graph,
 )
-from mrcnn.transform.resizing import _TF_OPS, resize_scale, scaled_size
+from mrcnn.transform.resizing import _tf_ops, resize_scale, scaled_size
 
 
 class SquareConfig(Config):
@@ -114,16 +114,26 @@ def test_resize_scale_and_size_same_rule_in_numpy_and_tensorflow(mode, height, w
     scale = resize_scale(float(height), float(width), *args)
     size = scaled_size(float(height), float(width), scale)
 
-    @tf.function(input_signature=[tf.TensorSpec([], tf.float64)] * 2)  # traced, as in the exported graph
-    def graph_rule(h, w):
-        graph_scale = resize_scale(h, w, *args, _TF_OPS)
-        return (graph_scale, *scaled_size(h, w, graph_scale, _TF_OPS))
+    def traced_rule(dtype):  # traced, as in the exported graph
+        ops = _tf_ops(dtype)
 
-    graph_scale, *graph_size = graph_rule(
-        tf.constant(float(height), tf.float64), tf.constant(float(width), tf.float64)
-    )
-    assert float(graph_scale) == float(scale)
-    assert [float(s) for s in graph_size] == [float(s) for s in size] and min(size) >= 1
+        @tf.function(input_signature=[tf.TensorSpec([], dtype)] * 2)
+        def graph_rule(h, w):
+            graph_scale = resize_scale(h, w, *args, ops)
+            return (graph_scale, *scaled_size(h, w, graph_scale, ops))
+
+        return graph_rule
+
+    for dtype in (tf.float64, tf.float32):  # float32: the TFLite export's arithmetic
+        graph_rule = traced_rule(dtype)
+        graph_scale, *graph_size = graph_rule(
+            tf.constant(float(height), dtype), tf.constant(float(width), dtype)
+        )
+        if dtype == tf.float64:
+            assert float(graph_scale) == float(scale)
+        else:
+            assert float(graph_scale) == pytest.approx(float(scale), rel=1e-6)
+        assert [float(s) for s in graph_size] == [float(s) for s in size] and min(size) >= 1
 
 
 def test_crop_mode_draws_from_the_given_generator():
@@ -167,6 +177,20 @@ def test_mold_images_graph_matches_mold_inputs(config_class, height, width):
     assert tuple(np_windows[0]) == tuple(window)
 
 
+@pytest.mark.parametrize("config_class", [SquareConfig, Pad64Config])
+def test_float32_molding_stays_within_one_grey_level(config_class):
+    """The TFLite export's float32 arithmetic: the same window and metas, pixels at most one level off
+    and nearly all equal."""
+    config = config_class()
+    images = tf.constant(np.stack([_image(np.random.default_rng(3), 90, 60)] * 2))
+    exact, exact_metas, exact_window = mold_images_graph(images, config)
+    single, single_metas, single_window = mold_images_graph(images, config, tf.float32)
+    difference = np.abs(single.numpy() - exact.numpy())
+    assert difference.max() <= 1 and (difference == 0).mean() >= 0.99
+    np.testing.assert_array_equal(single_metas.numpy(), exact_metas.numpy())
+    np.testing.assert_array_equal(single_window.numpy(), exact_window.numpy())
+
+
 ############################################################
 #  Un-molding
 ############################################################
@@ -187,9 +211,13 @@ def test_unmold_boxes_graph_matches_unmold_boxes(original, molded, window):
     got = transform.unmold_boxes_graph(
         tf.constant(boxes), tf.constant(window), tf.constant(molded), tf.constant(original)
     ).numpy()
+    single = transform.unmold_boxes_graph(
+        tf.constant(boxes), tf.constant(window), tf.constant(molded), tf.constant(original), tf.float32
+    ).numpy()
     for b in range(2):
         expected = transform.unmold_boxes(boxes[b], window, molded, original)
         np.testing.assert_array_equal(got[b], expected)
+        assert np.abs(single[b] - expected).max() <= 1  # the TFLite export's float32 arithmetic
 
 
 def test_paste_masks_graph_matches_paste_masks():
@@ -204,6 +232,10 @@ def test_paste_masks_graph_matches_paste_masks():
         ]
     )
     got = paste_masks_graph(tf.constant(masks), tf.constant(boxes, tf.float32), height, width).numpy()
+    single = paste_masks_graph(
+        tf.constant(masks), tf.constant(boxes, tf.float32), height, width, dtype=tf.float32
+    ).numpy()
+    assert (single == got).mean() > 0.999  # the TFLite export's float32 arithmetic
     assert got.dtype == np.uint8 and got.shape == (2, 5, height, width)
     for b in range(2):
         expected = modellib.paste_masks(masks[b], boxes[b], (height, width)).transpose(2, 0, 1)

@@ -156,14 +156,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", help="also write the metrics to this JSON file")
     p.set_defaults(run=commands.cmd_evaluate)
 
-    p = add("export", "export a SavedModel for TF Serving")
+    p = add("export", "export for serving: SavedModel, ONNX, TFLite/LiteRT or OpenVINO")
     add_model(p, "a .h5 weights file, coco or last")
-    p.add_argument("--out", required=True, help="SavedModel folder to create (e.g. models/mask_rcnn/1)")
+    p.add_argument(
+        "--format",
+        choices=("saved_model", "onnx", "tflite", "openvino"),
+        default="saved_model",
+        help="saved_model (a folder, default), onnx (.onnx), tflite (.tflite) or openvino (.xml + .bin)",
+    )
+    p.add_argument(
+        "--out",
+        required=True,
+        help="what to create: a SavedModel folder (e.g. models/mask_rcnn/1) or a model file (model.onnx, "
+        "model.tflite, model.xml)",
+    )
     p.add_argument(
         "--masks",
         choices=("full", "boxes", "both"),
         default="full",
-        help="mask outputs: full-image, 28x28 per box, or both signatures (default full)",
+        help="mask outputs: full-image, 28x28 per box, or both signatures (SavedModel only; default full)",
+    )
+    p.add_argument(
+        "--quantize",
+        choices=("float16", "dynamic_int8"),
+        help="tflite only: float16 weights or dynamic-range int8 weights (default: float32)",
     )
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     p.set_defaults(run=commands.cmd_export)

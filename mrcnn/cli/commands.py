@@ -284,14 +284,21 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from mrcnn.export import export_saved_model
+    from mrcnn.export import export
 
     model, _ = build_inference_model(args)
     try:
-        path = export_saved_model(model, args.out, masks=args.masks, overwrite=args.overwrite)
-    except (FileExistsError, ValueError) as err:
+        path = export(
+            model,
+            args.out,
+            format=args.format,
+            masks=args.masks,
+            overwrite=args.overwrite,
+            quantize=args.quantize,
+        )
+    except (FileExistsError, ValueError, ImportError) as err:
         raise UserError(str(err)) from err
-    print(f"Exported SavedModel to {path}")
+    print(f"Exported {args.format} model to {path}")
     return EXIT_OK
 
 

@@ -9,30 +9,38 @@ The model's layers (``mrcnn.conv.Conv2D``, ``mrcnn.heads.RoiConv2D``, ``mrcnn.ba
 ``mrcnn.proposals.ProposalLayer``, ``mrcnn.training.build_optimizer``) name what they compute and ask
 ``select`` for the result; ``select`` is the only place that decides which kernel runs. ``switch``
 turns them all off for the process (``MRCNN_CPU_KERNELS=0``), and the XLA-compiled ones (Winograd, the
-blocked NMS) off while a graph is traced inside ``disabled()``, as the export does.
+blocked NMS) off while a graph is traced inside ``disabled()``, as the SavedModel export does.
+``portable()`` also swaps RoIAlign's ``CropAndResize`` and the detection NMS for forms that ONNX, TFLite
+and OpenVINO run (``portable_ops``), as their exports need.
 """
 
 from mrcnn.kernels.select import (
     batch_norm,
     conv2d,
     convolution,
+    crop_and_resize,
     momentum_sgd,
     nms_indices,
+    per_class_nms,
     per_roi_conv2d,
     uses_sparse_gradient,
     uses_winograd,
 )
-from mrcnn.kernels.switch import disabled, enabled
+from mrcnn.kernels.switch import disabled, enabled, is_portable, portable
 
 __all__ = [
     "batch_norm",
     "conv2d",
     "convolution",
+    "crop_and_resize",
     "disabled",
     "enabled",
+    "is_portable",
     "momentum_sgd",
     "nms_indices",
+    "per_class_nms",
     "per_roi_conv2d",
+    "portable",
     "uses_sparse_gradient",
     "uses_winograd",
 ]

@@ -10,7 +10,9 @@ layer's own default implementation, and returns the result of the kernel chosen 
 - training-mode BatchNorm: ``fused_bn``, unless MRCNN_CPU_KERNELS=0, when ``fused_bn.fits``;
 - the box head's whole-RoI convolutions: ``roi_matmul``, unless MRCNN_CPU_KERNELS=0, when it fits;
 - the proposal NMS: ``nms.blocked_nms``, when the switch is on and no GPU is visible;
-- SGD with momentum and clipnorm: ``optimizer.ClippedMomentumSGD``, unless MRCNN_CPU_KERNELS=0.
+- SGD with momentum and clipnorm: ``optimizer.ClippedMomentumSGD``, unless MRCNN_CPU_KERNELS=0;
+- RoIAlign's bilinear crops and the detection layer's per-class NMS: ``portable_ops``' forms while a graph is
+  traced inside ``switch.portable()`` (for ONNX, TFLite and OpenVINO), else TensorFlow's ops.
 
 ``switch.disabled()`` turns off the choices made while a graph is traced for other runtimes (Winograd
 and the blocked NMS, both XLA programs); the others are plain TensorFlow ops that any runtime runs.
@@ -23,7 +25,8 @@ from collections.abc import Callable
 import keras
 import tensorflow as tf
 
-from mrcnn.kernels import fused_bn, nms, roi_matmul, sparse_conv, switch, winograd
+from mrcnn.boxes import nms_corners_and_area_graph, nms_iou_graph
+from mrcnn.kernels import fused_bn, nms, portable_ops, roi_matmul, sparse_conv, switch, winograd
 from mrcnn.kernels.optimizer import ClippedMomentumSGD
 
 
@@ -75,15 +78,52 @@ def nms_indices(boxes, max_output_size: int, iou_threshold: float):
     """Greedy NMS of ``boxes`` [N, 4] float32 given in descending score order.
 
     Returns int32 [max_output_size]: the kept boxes' indices in selection order, then -1 in the slots
-    left when fewer are kept. The blocked XLA kernel on CPU, else ``tf.image.non_max_suppression``; both
-    select the same boxes.
+    left when fewer are kept. The blocked XLA kernel on CPU, else TensorFlow's ``NonMaxSuppressionV4``
+    (an op ONNX, TFLite and OpenVINO have); both select the same boxes.
     """
     if switch.enabled():
         return nms.blocked_nms(boxes, int(max_output_size), float(iou_threshold))
     count = tf.shape(boxes)[0]
     order = -tf.cast(tf.range(count), tf.float32)  # the given order, ties impossible
-    keep = tf.image.non_max_suppression(boxes, order, max_output_size, iou_threshold)
-    return tf.pad(keep, [[0, max_output_size - tf.shape(keep)[0]]], constant_values=-1)
+    keep, kept = tf.raw_ops.NonMaxSuppressionV4(
+        boxes=boxes,
+        scores=order,
+        max_output_size=max_output_size,
+        iou_threshold=iou_threshold,
+        score_threshold=float("-inf"),
+        pad_to_max_output_size=True,
+    )
+    return tf.where(tf.range(max_output_size) < kept, keep, -1)
+
+
+def crop_and_resize(image, boxes, box_indices, crop_size):
+    """Bilinear crops [K, h, w, C] of ``image`` [B, H, W, C] (float32) at normalized ``boxes`` [K, 4]:
+    ``tf.image.crop_and_resize``, or the same crops by gathers while tracing inside ``switch.portable()``."""
+    if switch.is_portable():
+        return portable_ops.crop_and_resize(image, boxes, box_indices, crop_size)
+    return tf.image.crop_and_resize(image, boxes, box_indices, crop_size, method="bilinear")
+
+
+def per_class_nms(boxes, class_ids, scores, num_classes: int, max_output_size: int, iou_threshold: float):
+    """Greedy NMS within each class of ``boxes`` [K, 4] (class_ids int32 [K], scores [K] > 0).
+
+    Returns int32 [M]: kept indices into K in ascending order, among them the ``max_output_size`` best
+    by score. One NMS over an IoU matrix zeroed between different classes
+    (``NonMaxSuppressionWithOverlaps``) selects exactly the union of the per-class results; inside
+    ``switch.portable()`` one ``NonMaxSuppressionV4`` per class selects the ``max_output_size`` best of it.
+    """
+    if switch.is_portable():
+        selected = portable_ops.per_class_nms(
+            boxes, class_ids, scores, num_classes, max_output_size, iou_threshold
+        )
+        return tf.sort(selected)
+    same_class = tf.equal(class_ids[:, None], class_ids[None, :])
+    corners = nms_corners_and_area_graph(boxes)
+    overlaps = tf.where(same_class, nms_iou_graph(corners, corners), 0.0)
+    selected = tf.image.non_max_suppression_overlaps(
+        overlaps, scores, max_output_size=tf.shape(scores)[0], overlap_threshold=iou_threshold
+    )
+    return tf.sort(selected)
 
 
 def momentum_sgd(learning_rate: float, momentum: float, clipnorm: float | None) -> keras.optimizers.Optimizer:

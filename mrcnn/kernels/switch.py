@@ -7,6 +7,10 @@ The kernels are on unless one of these turns them off:
   graphs traced inside it (``export_saved_model`` traces its SavedModel inside one, so exported graphs
   need no XLA at serving time), and a GPU visible to TensorFlow (cuDNN and TensorFlow's GPU NMS choose
   their own algorithms). ``enabled()`` answers for these; ``enabled_by_environment()`` for the rest.
+
+``portable()`` is ``disabled()`` and more: graphs traced inside it use only ops that ONNX (through
+tf2onnx), TFLite's builtin op set and OpenVINO all have (``is_portable()`` answers), as the ONNX, TFLite
+and OpenVINO exports need.
 """
 
 import contextlib
@@ -16,7 +20,7 @@ import warnings
 
 import tensorflow as tf
 
-_state = {"enabled": True}
+_state = {"enabled": True, "portable": False}
 
 
 @functools.cache
@@ -42,6 +46,24 @@ def disabled():
         yield
     finally:
         _state["enabled"] = previous
+
+
+@contextlib.contextmanager
+def portable():
+    """Within this block, graphs traced by mrcnn use neither XLA kernels nor ops that some runtime lacks:
+    RoI crops by gathers instead of ``CropAndResize``, per-class NMS by ``NonMaxSuppressionV4``."""
+    previous = _state["portable"]
+    _state["portable"] = True
+    try:
+        with disabled():
+            yield
+    finally:
+        _state["portable"] = previous
+
+
+def is_portable() -> bool:
+    """True while a graph is traced inside ``portable()``."""
+    return _state["portable"]
 
 
 def enabled() -> bool:

@@ -143,15 +143,16 @@ def mold_inputs(images, config) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     )
 
 
-def mold_images_graph(images, config):
+def mold_images_graph(images, config, dtype=None):
     """``mold_inputs`` for a batch of same-size uint8 images [B, H, W, C], in TensorFlow.
 
-    Returns (molded float32 [B, h, w, C], metas float32 [B, IMAGE_META_SIZE] (image id 0, no active
-    classes), window int32 [4] (y1, x1, y2, x2) pixels of the resized image in the molded one, y2/x2
-    exclusive; the same for every image of the batch).
+    dtype: the resize arithmetic's (``resize_and_pad_graph``; float64 by default). Returns (molded float32
+    [B, h, w, C], metas float32 [B, IMAGE_META_SIZE] (image id 0, no active classes), window int32 [4]
+    (y1, x1, y2, x2) pixels of the resized image in the molded one, y2/x2 exclusive; the same for every
+    image of the batch).
     """
     shape = tf.shape(images)
-    pixels, window, scale = resize_and_pad_graph(images, config)
+    pixels, window, scale = resize_and_pad_graph(images, config, dtype)
     molded = pixels - tf.constant(np.asarray(config.MEAN_PIXEL, dtype=np.float32).reshape(-1))
     molded_shape = tf.shape(molded)
     meta = compose_image_meta_graph(

@@ -23,17 +23,18 @@ RESIZE_MODES = ("none", "square", "pad64", "crop")
 _NUMPY_OPS = SimpleNamespace(maximum=np.maximum, minimum=np.minimum, where=np.where, round=np.round)
 
 
-def _f64(value):
-    return tf.cast(value, tf.float64)
+def _tf_ops(dtype):
+    """maximum/minimum/where/round on ``dtype`` tensors; Python numbers are cast rather than inferred."""
 
+    def cast(value):
+        return tf.cast(value, dtype)
 
-# The graph form computes in float64, as numpy does; Python numbers are cast rather than inferred.
-_TF_OPS = SimpleNamespace(
-    maximum=lambda a, b: tf.maximum(_f64(a), _f64(b)),
-    minimum=lambda a, b: tf.minimum(_f64(a), _f64(b)),
-    where=lambda condition, a, b: tf.where(condition, _f64(a), _f64(b)),
-    round=lambda x: tf.round(x),
-)
+    return SimpleNamespace(
+        maximum=lambda a, b: tf.maximum(cast(a), cast(b)),
+        minimum=lambda a, b: tf.minimum(cast(a), cast(b)),
+        where=lambda condition, a, b: tf.where(condition, cast(a), cast(b)),
+        round=tf.round,
+    )
 
 
 def resize_scale(height, width, min_dim, max_dim, min_scale, mode, ops=_NUMPY_OPS):
@@ -41,8 +42,8 @@ def resize_scale(height, width, min_dim, max_dim, min_scale, mode, ops=_NUMPY_OP
 
     Scale up so the short side reaches ``min_dim`` (never down for it), at least ``min_scale``; in
     "square" mode then down so that round(long side * scale) <= ``max_dim``. "none" gives 1.
-    ``ops`` holds maximum/minimum/where/round of the array library (numpy by default; ``_TF_OPS`` with
-    float64 tensors in the graph), so both forms follow one rule.
+    ``ops`` holds maximum/minimum/where/round of the array library (numpy by default; ``_tf_ops(dtype)``
+    in the graph), so both forms follow one rule.
     """
     scale = 1.0
     if mode == "none":
@@ -223,33 +224,37 @@ def resize_mask(mask, scale, padding, crop=None):
 ############################################################
 
 
-def _linear_taps(in_size, out_size):
+def _linear_taps(in_size, out_size, dtype):
     """Sample positions and weights of a pixel-centre-aligned linear resample of one axis.
 
-    Output sample i reads input coordinate c = (i + 0.5) * in / out - 0.5 (float64). Returns (low, w0,
-    w1): int32 indices of the two taps into the axis extended by one zero sample on each side, and their
-    weights 1 - frac(c) and 1 - (1 - frac(c)) (scipy's order-1 spline weights, bit for bit).
+    Output sample i reads input coordinate c = (i + 0.5) * in / out - 0.5 (in ``dtype``). Returns (low,
+    w0, w1): int32 indices of the two taps into the axis extended by one zero sample on each side, and
+    their weights 1 - frac(c) and 1 - (1 - frac(c)) (scipy's order-1 spline weights, bit for bit in
+    float64).
     """
-    coords = (tf.range(out_size, dtype=tf.float64) + 0.5) * (
-        tf.cast(in_size, tf.float64) / tf.cast(out_size, tf.float64)
+    coords = (tf.range(out_size, dtype=dtype) + 0.5) * (
+        tf.cast(in_size, dtype) / tf.cast(out_size, dtype)
     ) - 0.5
     low = tf.floor(coords)
     w0 = 1.0 - (coords - low)
     return tf.cast(low, tf.int32) + 1, w0, 1.0 - w0
 
 
-def resize_images_graph(images, out_height, out_width):
+def resize_images_graph(images, out_height, out_width, dtype=None):
     """``resize_image``'s interpolation for uint8 images [B, H, W, C] in TensorFlow.
 
-    The arithmetic of ``resize(..., preserve_range=True)`` followed by ``_cast_like`` to uint8:
-    float64, zeros outside the image, the four taps summed in scipy's order, each image clipped to its
-    own value range, rounded half to even. Returns float32 [B, out_height, out_width, C] holding
+    The arithmetic of ``resize(..., preserve_range=True)`` followed by ``_cast_like`` to uint8: zeros
+    outside the image, the four taps summed in scipy's order, each image clipped to its own value range,
+    rounded half to even. ``dtype`` (default float64) is the arithmetic's: float64 gives ``resize_image``'s
+    pixels exactly, float32 (for runtimes without float64) may put a pixel one level off where the exact
+    value lies within float32 rounding of a half. Returns float32 [B, out_height, out_width, C] holding
     integers 0..255.
     """
-    values = tf.cast(images, tf.float64)
+    dtype = dtype or tf.float64
+    values = tf.cast(images, dtype)
     shape = tf.shape(images)
-    y_low, wy0, wy1 = _linear_taps(shape[1], out_height)
-    x_low, wx0, wx1 = _linear_taps(shape[2], out_width)
+    y_low, wy0, wy1 = _linear_taps(shape[1], out_height, dtype)
+    x_low, wx0, wx1 = _linear_taps(shape[2], out_width, dtype)
     padded = tf.pad(values, [[0, 0], [1, 1], [1, 1], [0, 0]])
     top = tf.gather(padded, y_low, axis=1)
     bottom = tf.gather(padded, y_low + 1, axis=1)
@@ -269,33 +274,36 @@ def resize_images_graph(images, out_height, out_width):
     return tf.cast(tf.clip_by_value(tf.round(resized), 0.0, 255.0), tf.float32)
 
 
-def resize_and_pad_graph(images, config):
+def resize_and_pad_graph(images, config, dtype=None):
     """``resize_image`` with the config's mode for a batch of same-size uint8 images, in TensorFlow.
 
-    images: uint8 [B, H, W, C]; mode "square", "pad64" or "none". Returns (pixels float32 [B, h, w, C]
+    images: uint8 [B, H, W, C]; mode "square", "pad64" or "none"; dtype: the arithmetic's (float64 by
+    default, as numpy's; float32 for runtimes without float64). Returns (pixels float32 [B, h, w, C]
     zero-padded, window int32 [4] (y1, x1, y2, x2) pixels of the resized image in the padded one, y2/x2
-    exclusive, scale float64 scalar).
+    exclusive, scale scalar of ``dtype``).
     """
+    dtype = dtype or tf.float64
+    ops = _tf_ops(dtype)
     mode = config.IMAGE_RESIZE_MODE
     shape = tf.shape(images)
     height, width = shape[1], shape[2]
-    h64, w64 = tf.cast(height, tf.float64), tf.cast(width, tf.float64)
-    scale = tf.constant(1.0, tf.float64)
+    real_h, real_w = tf.cast(height, dtype), tf.cast(width, dtype)
+    scale = tf.constant(1.0, dtype)
     if mode == "none":
         pixels = tf.cast(images, tf.float32)
         new_h, new_w = height, width
     else:
         scale = tf.cast(
             resize_scale(
-                h64, w64, config.IMAGE_MIN_DIM, config.IMAGE_MAX_DIM, config.IMAGE_MIN_SCALE, mode, _TF_OPS
+                real_h, real_w, config.IMAGE_MIN_DIM, config.IMAGE_MAX_DIM, config.IMAGE_MIN_SCALE, mode, ops
             ),
-            tf.float64,
+            dtype,
         )
-        new_h, new_w = (tf.cast(s, tf.int32) for s in scaled_size(h64, w64, scale, _TF_OPS))
+        new_h, new_w = (tf.cast(s, tf.int32) for s in scaled_size(real_h, real_w, scale, ops))
         pixels = tf.cond(
             tf.equal(scale, 1.0),
             lambda: tf.cast(images, tf.float32),
-            lambda: resize_images_graph(images, new_h, new_w),
+            lambda: resize_images_graph(images, new_h, new_w, dtype),
         )
     if mode == "square":
         full_h = full_w = tf.constant(int(config.IMAGE_MAX_DIM), tf.int32)

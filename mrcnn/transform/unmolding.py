@@ -33,21 +33,23 @@ def unmold_boxes(boxes, window, molded_shape, image_shape) -> np.ndarray:
     return denorm_boxes((boxes - shift) / scale, image_shape[:2])
 
 
-def unmold_boxes_graph(boxes, window, molded_shape, image_shape):
+def unmold_boxes_graph(boxes, window, molded_shape, image_shape, dtype=None):
     """TensorFlow twin of ``unmold_boxes`` for a batch: boxes [B, N, 4] -> float32 integer-valued pixel
-    boxes, with the same float32/float64 steps so the rounding agrees. window: int32 [4];
-    molded_shape, image_shape: (height, width) tensors."""
+    boxes, with the same float32/float64 steps so the rounding agrees (``dtype`` float32 instead of the
+    default float64 for runtimes without it). window: int32 [4]; molded_shape, image_shape: (height,
+    width) tensors."""
+    dtype = dtype or tf.float64
     window_norm = tf.cast(
-        (tf.cast(window, tf.float64) - tf.constant([0.0, 0.0, 1.0, 1.0], tf.float64))
-        / tf.cast(tf.stack([molded_shape[0] - 1, molded_shape[1] - 1] * 2), tf.float64),
+        (tf.cast(window, dtype) - tf.constant([0.0, 0.0, 1.0, 1.0], dtype))
+        / tf.cast(tf.stack([molded_shape[0] - 1, molded_shape[1] - 1] * 2), dtype),
         tf.float32,
     )
     wy1, wx1, wy2, wx2 = tf.unstack(window_norm)
     shift = tf.stack([wy1, wx1, wy1, wx1])
     scale = tf.stack([wy2 - wy1, wx2 - wx1, wy2 - wy1, wx2 - wx1])
     boxes = (tf.cast(boxes, tf.float32) - shift) / scale
-    pixel_scale = tf.cast(tf.stack([image_shape[0] - 1, image_shape[1] - 1] * 2), tf.float64)
-    pixels = tf.cast(boxes, tf.float64) * pixel_scale + tf.constant([0.0, 0.0, 1.0, 1.0], tf.float64)
+    pixel_scale = tf.cast(tf.stack([image_shape[0] - 1, image_shape[1] - 1] * 2), dtype)
+    pixels = tf.cast(boxes, dtype) * pixel_scale + tf.constant([0.0, 0.0, 1.0, 1.0], dtype)
     return tf.cast(tf.round(pixels), tf.float32)
 
 
@@ -182,35 +184,37 @@ def paste_masks(masks, boxes, image_shape, threshold: float = 0.5) -> np.ndarray
     return out.transpose(1, 2, 0)
 
 
-def _paste_weights(starts, stops, size, length):
+def _paste_weights(starts, stops, size, length, dtype):
     """``_interpolation_matrix`` for every pixel 0..length-1 of the image and every box at once:
     weights [B, N, length, size + 2] for boxes spanning [starts, stops) ([B, N] float32 integers), zero
-    outside the box."""
-    pixels = tf.range(length, dtype=tf.float64)[None, None, :]
-    starts = tf.cast(starts, tf.float64)[..., None]
-    stops = tf.cast(stops, tf.float64)[..., None]
+    outside the box; positions computed in ``dtype``."""
+    pixels = tf.range(length, dtype=dtype)[None, None, :]
+    # expand_dims rather than [..., None]: TFLite's builtin StridedSlice has no new-axis form.
+    starts = tf.expand_dims(tf.cast(starts, dtype), -1)
+    stops = tf.expand_dims(tf.cast(stops, dtype), -1)
     box_len = tf.maximum(stops - starts, 1.0)
     coords = (pixels - starts + 0.5) * (size / box_len) - 0.5 + 1.0
     coords = tf.clip_by_value(coords, 0.0, size + 1.0)
     low = tf.minimum(tf.floor(coords), float(size))
     frac = coords - low
     low = tf.cast(low, tf.int32)
-    weights = (
-        tf.one_hot(low, size + 2, dtype=tf.float32) * tf.cast(1.0 - frac, tf.float32)[..., None]
-        + tf.one_hot(low + 1, size + 2, dtype=tf.float32) * tf.cast(frac, tf.float32)[..., None]
-    )
+    weights = tf.one_hot(low, size + 2, dtype=tf.float32) * tf.expand_dims(
+        tf.cast(1.0 - frac, tf.float32), -1
+    ) + tf.one_hot(low + 1, size + 2, dtype=tf.float32) * tf.expand_dims(tf.cast(frac, tf.float32), -1)
     inside = tf.logical_and(pixels >= starts, pixels < stops)
-    return weights * tf.cast(inside, tf.float32)[..., None]
+    return weights * tf.expand_dims(tf.cast(inside, tf.float32), -1)
 
 
-def paste_masks_graph(masks, boxes, height, width, threshold: float = 0.5):
+def paste_masks_graph(masks, boxes, height, width, threshold: float = 0.5, dtype=None):
     """TensorFlow twin of ``paste_masks`` for a batch: masks float [B, N, h, w] in [0, 1], boxes
     [B, N, 4] integer pixel boxes (exclusive y2/x2; empty boxes give empty masks) -> uint8
-    [B, N, height, width] (0/1)."""
+    [B, N, height, width] (0/1). ``dtype``: the sample positions' (float64 by default, float32 for
+    runtimes without float64)."""
+    dtype = dtype or tf.float64
     masks = tf.cast(masks, tf.float32)
     mask_h, mask_w = int(masks.shape[2]), int(masks.shape[3])
     padded = tf.pad(masks, [[0, 0], [0, 0], [1, 1], [1, 1]])
-    rows = _paste_weights(boxes[..., 0], boxes[..., 2], mask_h, height)  # [B, N, H, h + 2]
-    cols = _paste_weights(boxes[..., 1], boxes[..., 3], mask_w, width)  # [B, N, W, w + 2]
+    rows = _paste_weights(boxes[..., 0], boxes[..., 2], mask_h, height, dtype)  # [B, N, H, h + 2]
+    cols = _paste_weights(boxes[..., 1], boxes[..., 3], mask_w, width, dtype)  # [B, N, W, w + 2]
     full = tf.matmul(tf.matmul(rows, padded), cols, transpose_b=True)
     return tf.cast(full >= threshold, tf.uint8)
