@@ -148,6 +148,36 @@ def test_tflite_box_masks_and_float16_weights(trained, images, expected, tmp_pat
         assert (pasted == result["masks"]).mean() >= 0.98
 
 
+def test_cli_exports_a_trained_checkpoint(images, expected, tmp_path, capsys):
+    """``mrcnn export --format tflite`` on a weights file, with the config given as NAME=VALUE items."""
+    from mrcnn.cli import main
+
+    config = ExportShapesConfig()
+    settings = [
+        f"{name}={getattr(config, name)}"
+        for name in (
+            "TOP_DOWN_PYRAMID_SIZE",
+            "FPN_CLASSIF_FC_LAYERS_SIZE",
+            "FPN_MASK_CONV_LAYERS_SIZE",
+            "IMAGE_MIN_DIM",
+            "IMAGE_MAX_DIM",
+            "POST_NMS_ROIS_INFERENCE",
+            "DETECTION_MAX_INSTANCES",
+            "DETECTION_MIN_CONFIDENCE",
+        )
+    ]
+    argv = ["export", "--format", "tflite", "--weights", str(WEIGHTS), "--logs", str(tmp_path / "logs")]
+    argv += ["--config", "shapes", *[item for s in settings for item in ("--config", s)]]
+    argv += ["--out", str(tmp_path / "cli")]
+    assert main(argv) == 0
+    assert f"Exported tflite model to {tmp_path / 'cli.tflite'}" in capsys.readouterr().out
+    outputs = _run_in_runtime("tflite", str(tmp_path / "cli.tflite"), {"pair": images["pair"]}, tmp_path)
+    for row, result in enumerate(expected["pair"]):
+        assert_same_detections(outputs["pair"], row, result)
+    assert main(argv) == 2  # the file exists now
+    assert "already exists" in capsys.readouterr().err
+
+
 ############################################################
 #  Errors
 ############################################################
