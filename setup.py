@@ -1,10 +1,25 @@
 """Install mrcnn: Mask R-CNN for TensorFlow 2.21 and Keras 3."""
 
+import os
 from pathlib import Path
 
 from setuptools import find_packages, setup
+from setuptools.command.build_py import build_py
 
 HERE = Path(__file__).parent
+# Makes imgaug 0.4.0 importable on NumPy 2 (see _mrcnn_imgaug_compat.py); installed into site-packages.
+IMGAUG_COMPAT_PTH = "mrcnn-imgaug-compat.pth"
+
+
+class BuildPyWithPth(build_py):
+    """build_py that also puts IMGAUG_COMPAT_PTH at the root of the build (so of the wheel: site-packages)."""
+
+    def run(self):
+        super().run()
+        self.copy_file(str(HERE / IMGAUG_COMPAT_PTH), os.path.join(self.build_lib, IMGAUG_COMPAT_PTH))
+
+    def get_outputs(self, include_bytecode=True):
+        return super().get_outputs(include_bytecode) + [os.path.join(self.build_lib, IMGAUG_COMPAT_PTH)]
 
 
 # ONNX, TFLite/LiteRT and OpenVINO export (mrcnn.export): the versions tested with TF 2.21 and numpy 2.
@@ -37,6 +52,8 @@ setup(
     long_description_content_type="text/markdown",
     license="MIT",
     packages=find_packages(include=["mrcnn", "mrcnn.*"]),
+    py_modules=["_mrcnn_imgaug_compat"],
+    cmdclass={"build_py": BuildPyWithPth},
     python_requires=">=3.10",
     install_requires=read_requirements(),
     entry_points={"console_scripts": ["mrcnn=mrcnn.cli:main"]},
@@ -49,8 +66,12 @@ setup(
             "nbformat>=5.10",
             "ipykernel>=6.29",
             *EXPORT_REQUIREMENTS,  # the export tests run every runtime
+            # imgaug augmenters in train() and imgaug 0.4.0 on NumPy 2 (tests/test_matterport_compat.py)
+            "imgaug>=0.4.0",
         ],
         "export": EXPORT_REQUIREMENTS,
+        # Matterport's samples (coco.py, nucleus.py, demo.ipynb) import imgaug; it pulls OpenCV.
+        "imgaug": ["imgaug>=0.4.0"],
         "benchmark": ["torch==2.14.1", "torchvision==0.29.1"],
         # MP4/AVI colour-splash videos in samples/balloon (imageio's FFmpeg backend); GIF needs nothing.
         "video": ["av>=12"],

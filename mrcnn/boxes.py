@@ -282,6 +282,14 @@ def box_refinement_graph(box, gt_box):
 ############################################################
 
 
+# What non-finite boxes mean, for the messages that report them.
+NON_FINITE_CAUSE = (
+    "the model's outputs overflowed, which means its weights have diverged in training (lower "
+    "LEARNING_RATE, keep GRADIENT_CLIP_NORM) or do not belong to this model (another weights file, "
+    "BACKBONE or NUM_CLASSES)."
+)
+
+
 def _box_scale_shift(shape):
     h, w = shape[:2]
     scale = np.array([h - 1, w - 1, h - 1, w - 1], dtype=np.float64)
@@ -318,9 +326,19 @@ def denorm_boxes(boxes: np.ndarray, shape) -> np.ndarray:
     """Normalized boxes [..., 4] -> int32 pixel boxes: round(boxes * (h-1, w-1) + [0,0,1,1]).
 
     shape: (height, width) of the image. ``denorm_boxes_graph`` is the TF form.
+    Non-finite coordinates (NaN or inf, from a model whose outputs overflowed) have no integer value:
+    they raise ValueError rather than becoming arbitrary integers.
     """
+    boxes = np.asarray(boxes, dtype=np.float64)
+    finite = np.isfinite(boxes)
+    if not finite.all():
+        raise ValueError(
+            f"denorm_boxes got {boxes.size - int(finite.sum())} non-finite (NaN or inf) coordinates in boxes "
+            f"of shape {boxes.shape}: {NON_FINITE_CAUSE} Drop those boxes first, e.g. "
+            "boxes[np.isfinite(boxes).all(axis=-1)]."
+        )
     scale, shift = _box_scale_shift(shape)
-    return np.round(np.asarray(boxes, dtype=np.float64) * scale + shift).astype(np.int32)
+    return np.round(boxes * scale + shift).astype(np.int32)
 
 
 def denorm_boxes_graph(boxes, shape):

@@ -19,6 +19,7 @@ import logging
 import math
 import os
 import random
+import threading
 
 import keras
 import numpy as np
@@ -329,10 +330,14 @@ class _SampleBuilder:
 
 
 class _SkipTracker:
-    """Counts skipped images; raises when too many fail in a row or a whole pass yields nothing."""
+    """Counts skipped images; raises when too many fail in a row or a whole pass yields nothing.
 
-    def __init__(self, num_images):
+    failures: an ``_EpochFailures`` that records (and counts) failing images instead of a warning each.
+    """
+
+    def __init__(self, num_images, failures=None):
         self.num_images = num_images
+        self.failures = failures
         self.failed_ids = []
         self.misses = 0
 
@@ -342,13 +347,16 @@ class _SkipTracker:
             sample = builder.load(image_id, rng)
         except Exception as error:
             self.failed_ids.append(int(image_id))
-            logger.warning(
-                "Error loading image %s (%s: %s); skipping it.",
-                image_id,
-                type(error).__name__,
-                error,
-                exc_info=True,
-            )
+            if self.failures is not None:
+                self.failures.record(image_id, error)
+            else:
+                logger.warning(
+                    "Error loading image %s (%s: %s); skipping it.",
+                    image_id,
+                    type(error).__name__,
+                    error,
+                    exc_info=True,
+                )
             if len(self.failed_ids) >= MAX_CONSECUTIVE_FAILURES:
                 raise RuntimeError(
                     f"{len(self.failed_ids)} consecutive images failed to load (image ids "
@@ -364,6 +372,69 @@ class _SkipTracker:
                 "images gave a sample: images need at least one instance with a positive class id."
             )
         return sample
+
+
+class _EpochFailures:
+    """The images of one epoch of a ``MaskRCNNSequence`` whose loading raised, shared by its worker threads.
+
+    The first failure of the sequence is logged as a warning with its traceback, later ones at debug level;
+    ``end_epoch`` logs one line per epoch that counts them and names the epoch's first error. When more
+    images fail than the epoch delivers (``epoch_images``), most of the epoch's images failed: ``record``
+    raises RuntimeError. (Failures in worker processes, ``use_multiprocessing=True``, stay in those.)
+    """
+
+    def __init__(self, dataset, epoch_images):
+        self.dataset = dataset
+        self.epoch_images = int(epoch_images)
+        self._lock = threading.Lock()
+        self._logged_traceback = False
+        self.count = 0
+        self.first = None
+
+    def _describe(self, image_id, error):
+        path = self.dataset.image_info[int(image_id)].get("path")
+        where = f"image {image_id}" + (f" ({path})" if path else "")
+        return f"{where}: {type(error).__name__}: {error}"
+
+    def record(self, image_id, error):
+        """Count one failing image; raise RuntimeError once most of the epoch's images failed."""
+        with self._lock:
+            self.count += 1
+            count = self.count
+            if self.first is None:
+                self.first = self._describe(image_id, error)
+            first_ever = not self._logged_traceback
+            self._logged_traceback = True
+        if first_ever:
+            logger.warning(
+                "Error loading %s; skipping it. Further failures are counted in one line at the end of "
+                "each epoch.",
+                self._describe(image_id, error),
+                exc_info=error,
+            )
+        else:
+            logger.debug("Error loading %s; skipping it.", self._describe(image_id, error), exc_info=error)
+        if count > self.epoch_images:
+            raise RuntimeError(
+                f"Most images of this epoch failed to load: {count} failed while the epoch needs "
+                f"{self.epoch_images}. First error: {self.first}. Fix the dataset's load_image / load_mask "
+                "(the log has the first failure's traceback)."
+            ) from error
+
+    def end_epoch(self):
+        """Log the epoch's count of failed images (if any) in one line and start counting afresh."""
+        with self._lock:
+            count, first = self.count, self.first
+            self.count, self.first = 0, None
+        if count:
+            logger.warning(
+                "Skipped %d image%s this epoch because loading raised (the epoch used %d images); "
+                "first error: %s",
+                count,
+                "" if count == 1 else "s",
+                self.epoch_images,
+                first,
+            )
 
 
 def _check_dataset(dataset, config):
@@ -440,6 +511,12 @@ class MaskRCNNSequence(keras.utils.PyDataset):
     per batch, so forked workers do not repeat each other. Other augmenters (imgaug, plain callables) use
     their own state.
 
+    An image whose loading raises (e.g. a ``load_mask`` that fails on some annotations) is skipped: the
+    first such error is logged with its traceback, and each epoch ends with one warning that counts the
+    epoch's skipped images and names its first error. When more images fail than the epoch uses
+    (``steps`` x ``batch_size``), i.e. most of the epoch's images, a RuntimeError stops the run; so do
+    MAX_CONSECUTIVE_FAILURES failures in a row.
+
     Keyword arguments ``workers``, ``use_multiprocessing`` and ``max_queue_size`` go to PyDataset.
     """
 
@@ -477,6 +554,7 @@ class MaskRCNNSequence(keras.utils.PyDataset):
         self._image_ids = np.asarray(dataset.image_ids)
         self._order = self._epoch_order()
         self._owner_pid = os.getpid()
+        self._failures = _EpochFailures(dataset, self.steps * self.batch_size)
 
     def _epoch_order(self):
         if not self.shuffle:
@@ -487,7 +565,9 @@ class MaskRCNNSequence(keras.utils.PyDataset):
         return self.steps
 
     def on_epoch_end(self):
-        """Advance the epoch: a new image order and new random streams."""
+        """Advance the epoch: a new image order and new random streams; log the count of images whose
+        loading failed during the epoch (one line, naming the first error)."""
+        self._failures.end_epoch()
         self.epoch += 1
         self._order = self._epoch_order()
 
@@ -501,7 +581,7 @@ class MaskRCNNSequence(keras.utils.PyDataset):
             random.seed(int(rng.integers(2**63)))
             np.random.seed(int(rng.integers(2**32)))
         order = self._order
-        tracker = _SkipTracker(len(order))
+        tracker = _SkipTracker(len(order), self._failures)
         samples = []
         position = index * self.batch_size
         while len(samples) < self.batch_size:

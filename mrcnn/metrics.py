@@ -72,10 +72,11 @@ def compute_matches(
 
 def compute_ap(
     gt_boxes, gt_class_ids, gt_masks, pred_boxes, pred_class_ids, pred_scores, pred_masks, iou_threshold=0.5
-) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.float64, np.ndarray, np.ndarray, np.ndarray]:
     """Average precision at one mask-IoU threshold (VOC all-point interpolation).
 
-    Arguments as in ``compute_matches``. Returns (mAP float, precisions [P+2], recalls [P+2], overlaps
+    Arguments as in ``compute_matches``. Returns (mAP numpy float64 as Matterport's, precisions [P+2],
+    recalls [P+2], overlaps
     [P, G]); precisions and recalls carry sentinels (precision 0 at both ends, recall 0 and 1) and
     precisions are made monotonically non-increasing. With no ground truth, recall and AP are 0.
     """
@@ -89,7 +90,7 @@ def compute_ap(
     recalls = np.concatenate([[0.0], recalls, [1.0]])
     precisions = np.maximum.accumulate(precisions[::-1])[::-1]
     steps = np.where(recalls[:-1] != recalls[1:])[0] + 1
-    m_ap = float(np.sum((recalls[steps] - recalls[steps - 1]) * precisions[steps]))
+    m_ap = np.float64(np.sum((recalls[steps] - recalls[steps - 1]) * precisions[steps]))
     return m_ap, precisions, recalls, overlaps
 
 
@@ -103,8 +104,9 @@ def compute_ap_range(
     pred_mask,
     iou_thresholds=None,
     verbose: int = 1,
-) -> float:
-    """Mean AP over IoU thresholds (default 0.50:0.05:0.95); prints each AP when verbose."""
+) -> np.float64:
+    """Mean AP over IoU thresholds (default 0.50:0.05:0.95), a numpy float64 as Matterport's; prints each
+    AP when verbose."""
     if iou_thresholds is None:
         iou_thresholds = np.arange(0.5, 1.0, 0.05)
     aps = []
@@ -115,7 +117,7 @@ def compute_ap_range(
         if verbose:
             print(f"AP @{threshold:.2f}:\t {ap:.3f}")
         aps.append(ap)
-    mean_ap = float(np.mean(aps))
+    mean_ap = np.float64(np.mean(aps))
     if verbose:
         print(f"AP @{iou_thresholds[0]:.2f}-{iou_thresholds[-1]:.2f}:\t {mean_ap:.3f}")
     return mean_ap

@@ -82,7 +82,7 @@ from mrcnn.transform import (  # noqa: F401
     unmold_detections,
     unmold_image,
 )
-from mrcnn.weights import load_weights_hdf5, save_weights_hdf5
+from mrcnn.weights import WeightsReport, load_weights_hdf5, save_weights_hdf5
 
 logger = logging.getLogger("mrcnn")
 
@@ -201,7 +201,7 @@ class MaskRCNN:
 
     def load_weights(
         self, filepath: str | os.PathLike, by_name: bool = False, exclude: list[str] | None = None
-    ) -> dict:
+    ) -> WeightsReport:
         """Load HDF5 weights in Matterport's (Keras 2) layout, e.g. ``mask_rcnn_coco.h5``.
 
         Layers are always matched by name: Keras 3 orders graph layers differently from Keras 2, so
@@ -210,7 +210,8 @@ class MaskRCNN:
         ``exclude``: layer names to skip (implies by_name); use it when NUM_CLASSES differs from the
         file's: ``exclude=["mrcnn_class_logits", "mrcnn_bbox_fc", "mrcnn_bbox", "mrcnn_mask"]``.
         Continues the file's log directory and epoch count when it is one of our checkpoints.
-        Returns the loader's report (``loaded``, ``tensors``, ``missing``, ``unused``, ``excluded``).
+        Returns the loader's report, a dict (``loaded``, ``tensors``, ``missing``, ``unused``,
+        ``excluded``) whose repr is one line, so a notebook cell ending with this call stays short.
         """
         if exclude:
             by_name = True

@@ -234,6 +234,23 @@ def _match_layer(layer_name, group, file_layer, entries, filepath):
     return pairs
 
 
+class WeightsReport(dict):
+    """What ``load_weights`` assigned: a dict with ``loaded``, ``tensors``, ``missing``, ``unused`` and
+    ``excluded`` (see ``load_weights_hdf5``) whose repr is one line, so a notebook cell ending with
+    ``model.load_weights(...)`` prints a summary rather than every layer name (Matterport returned None)."""
+
+    def __repr__(self) -> str:
+        return (
+            f"<WeightsReport: {self['tensors']} tensors into {len(self['loaded'])} layers; "
+            f"{len(self['missing'])} model layers not in the file, {len(self['unused'])} file layers unused, "
+            f"{len(self['excluded'])} excluded>"
+        )
+
+    def _repr_pretty_(self, printer, cycle) -> None:
+        """IPython's display: the one-line repr (IPython would otherwise pretty-print the dict)."""
+        printer.text(repr(self))
+
+
 def load_weights_hdf5(keras_model, filepath, by_name=True, exclude=None):
     """Assign weights from a Keras 2 layout HDF5 file to ``keras_model``.
 
@@ -249,9 +266,10 @@ def load_weights_hdf5(keras_model, filepath, by_name=True, exclude=None):
             NUM_CLASSES differs from the file's.
 
     Returns:
-        dict with ``loaded`` (model layer names assigned), ``tensors`` (number of arrays assigned),
-        ``missing`` (model layers with weights not in the file), ``unused`` (file layers with weights
-        not in the model) and ``excluded`` (names from ``exclude`` present in the file or model).
+        a ``WeightsReport`` (a dict with a one-line repr) with ``loaded`` (model layer names assigned),
+        ``tensors`` (number of arrays assigned), ``missing`` (model layers with weights not in the file),
+        ``unused`` (file layers with weights not in the model) and ``excluded`` (names from ``exclude``
+        present in the file or model).
 
     Raises:
         FileNotFoundError: no file at ``filepath``.
@@ -321,13 +339,13 @@ def load_weights_hdf5(keras_model, filepath, by_name=True, exclude=None):
     for pairs in pairs_by_layer.values():
         for variable, array in pairs:
             variable.assign(array.astype(variable.dtype, copy=False))
-    return {
-        "loaded": list(pairs_by_layer),
-        "tensors": sum(len(pairs) for pairs in pairs_by_layer.values()),
-        "missing": [n for n, _ in model_layers if n not in pairs_by_layer],
-        "unused": unused,
-        "excluded": excluded,
-    }
+    return WeightsReport(
+        loaded=list(pairs_by_layer),
+        tensors=sum(len(pairs) for pairs in pairs_by_layer.values()),
+        missing=[n for n, _ in model_layers if n not in pairs_by_layer],
+        unused=unused,
+        excluded=excluded,
+    )
 
 
 ############################################################

@@ -592,8 +592,45 @@ def test_sequence_unshuffled_order_and_skips(config, caplog):
         ids = [sequence[i][0][1][:, 0].astype(int).tolist() for i in range(len(sequence))]
     assert ids == [[0, 3], [3, 4], [4, 5], [6, 7]]
     assert "image 2" in caplog.text
-    with pytest.raises(RuntimeError, match="consecutive images failed"):
+    with pytest.raises(RuntimeError, match="Most images of this epoch failed to load: 3 failed while the"):
         data.MaskRCNNSequence(_flaky(broken=range(8)), config, steps=1)[0]
+
+
+def test_sequence_ends_each_epoch_with_one_line_counting_failed_images(config, caplog):
+    """As Matterport's balloon loader on border polygons: a load_mask that raises on some images. Training
+    goes on; the first error is logged with its traceback, each epoch ends with one counting line."""
+    dataset = _flaky(broken=(1, 4, 6))
+    sequence = data.MaskRCNNSequence(dataset, config, shuffle=False, seed=0, steps=3)
+    with caplog.at_level(logging.DEBUG, logger="mrcnn.data"):
+        for _ in range(2):
+            for i in range(len(sequence)):
+                sequence[i]
+            sequence.on_epoch_end()
+    warnings_logged = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    first, *summaries = warnings_logged
+    assert first.getMessage().startswith(
+        "Error loading image 1: OSError: corrupt annotation file for image 1"
+    )
+    assert first.exc_info is not None
+    # Batches of 2 from positions 0, 2, 4 (unshuffled) walk past images 1, 4 and 6: three failures.
+    assert [r.getMessage() for r in summaries] == [
+        "Skipped 3 images this epoch because loading raised (the epoch used 6 images); first error: "
+        "image 1: OSError: corrupt annotation file for image 1"
+    ] * 2
+    debug = [r for r in caplog.records if r.levelno == logging.DEBUG and "image 4" in r.getMessage()]
+    assert len(debug) == 2  # later failures only at debug level
+
+
+def test_sequence_stops_when_most_of_an_epoch_fails(config):
+    dataset = _flaky(broken=(0, 1, 3, 4, 6, 7))  # never 5 in a row: only the epoch rule can stop it
+    sequence = data.MaskRCNNSequence(dataset, config, shuffle=False, seed=0, steps=4)
+    with pytest.raises(
+        RuntimeError,
+        match=r"Most images of this epoch failed to load: 9 failed while the "
+        r"epoch needs 8\. First error: image 0: OSError: corrupt annotation",
+    ):
+        for i in range(len(sequence)):
+            sequence[i]
 
 
 def test_sequence_feeds_keras(shapes, config):

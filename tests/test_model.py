@@ -1,11 +1,13 @@
 """MaskRCNN end to end: COCO-layout weights, detect() output, Matterport-style scripts, log dirs."""
 
 import os
+import warnings
 
 import h5py
 import keras
 import numpy as np
 import pytest
+from tiny_configs import TinyShapesConfig
 from weights_fixture import write_layout_file
 
 import mrcnn.model as modellib
@@ -170,6 +172,30 @@ def test_unmold_detections_maps_boxes_to_original_image(tiny_inference):
     np.testing.assert_array_equal(class_ids, [2])
     assert full.shape == (64, 128, 1) and full.dtype == bool
     assert full[10:30, 10:50, 0].all() and full[:, :, 0].sum() == 20 * 40
+
+
+def test_detect_on_overflowing_weights_returns_no_nan_boxes(tmp_path, caplog):
+    """A model whose box head overflows (as diverged weights do) gives NaN detection boxes; detect() drops
+    them with one warning per image instead of casting NaN to integer coordinates."""
+
+    class Config(TinyShapesConfig):
+        DETECTION_MIN_CONFIDENCE = 0.0
+
+    keras.utils.set_random_seed(0)
+    model = modellib.MaskRCNN("inference", Config(), str(tmp_path))
+    kernel = model.keras_model.get_layer("mrcnn_bbox_fc").kernel
+    kernel.assign(np.full(kernel.shape, 1e37, np.float32))  # class scores stay finite, box deltas overflow
+    image = np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    molded, metas, _ = model.mold_inputs([image])
+    anchors = model.get_anchors(molded[0].shape)[np.newaxis]
+    detections = model.detector.run(molded, metas, anchors)[0][0]
+    assert np.isnan(detections[detections[:, 4] > 0, :4]).all()  # the graph's boxes are all NaN
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's "invalid value encountered in cast" would fail here
+        r = model.detect([image])[0]
+    assert r["rois"].shape == (0, 4) and r["masks"].shape == (64, 64, 0)
+    dropped = [rec.getMessage() for rec in caplog.records if "NaN or inf" in rec.getMessage()]
+    assert len(dropped) == 1 and "diverged" in dropped[0]
 
 
 def test_paste_masks_matches_box_and_threshold():

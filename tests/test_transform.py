@@ -5,8 +5,13 @@ here on the same inputs: resize (bit for bit against scikit-image), molding with
 box un-molding and mask pasting.
 """
 
+import random
+import warnings
+
 import numpy as np
 import pytest
+import scipy.ndimage
+import skimage.transform
 import tensorflow as tf
 
 import mrcnn.model as modellib
@@ -19,6 +24,7 @@ from mrcnn.transform import (
     mold_images_graph,
     parse_image_meta,
     parse_image_meta_graph,
+    paste_masks,
     paste_masks_graph,
     resize_images_graph,
 )
@@ -102,9 +108,79 @@ def test_resize_matches_skimage_bit_for_bit(shape, out):
     )
     got = resize_images_graph(tf.constant(images), out[0], out[1]).numpy()
     for image, resized in zip(images, got):
-        # utils.resize_image's resize and cast back to the input dtype.
-        reference = np.clip(np.round(utils.resize(image, out, preserve_range=True)), 0, 255).astype(np.uint8)
+        # utils.resize_image's (and Matterport's) resize, truncated back to the input dtype.
+        reference = skimage.transform.resize(
+            image, out, order=1, mode="constant", cval=0, clip=True, preserve_range=True, anti_aliasing=False
+        ).astype(np.uint8)
         np.testing.assert_array_equal(resized, reference)
+
+
+def _skimage_resize(image, size):
+    """The resize call of Matterport's resize_image (scikit-image's resize through its utils.resize)."""
+    return skimage.transform.resize(
+        image, size, order=1, mode="constant", cval=0, clip=True, preserve_range=True, anti_aliasing=False
+    )
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int16, np.float32, np.float64])
+@pytest.mark.parametrize(
+    "mode, shape, min_dim, max_dim, min_scale, expected_scale",
+    [
+        ("square", (480, 640), 800, 1024, 0, 1024 / 640),  # a photo into Matterport's default square
+        ("square", (300, 200), 64, 128, 0, 128 / 300),  # scaled down to fit max_dim
+        ("square", (40, 50), 64, 128, 0, 64 / 40),  # scaled up to min_dim
+        ("pad64", (90, 150), 128, None, 0, 128 / 90),
+        ("pad64", (70, 70), 64, None, 2.0, 2.0),  # min_scale wins over min_dim
+        ("crop", (100, 130), 64, None, 1.5, 1.5),
+        ("square", (128, 96), 64, 128, 0, 1),  # no resize needed: scale 1, only padding
+        ("none", (77, 91), 64, 128, 0, 1),
+    ],
+)
+def test_resize_image_is_matterports_resize_for_every_mode_and_dtype(
+    dtype, mode, shape, min_dim, max_dim, min_scale, expected_scale
+):
+    """resize_image's pixels are scikit-image's resize truncated to the input dtype (Matterport's
+    ``.astype(image.dtype)``), placed in the window; padding is zero; the crop is a window of the resized
+    image."""
+    rng = np.random.default_rng(sum(shape))
+    if np.issubdtype(dtype, np.integer):
+        high = min(np.iinfo(dtype).max, 4000)
+        image = rng.integers(max(np.iinfo(dtype).min, -4000), high, shape + (3,)).astype(dtype)
+    else:
+        image = (rng.random(shape + (3,)) * 255).astype(dtype)
+    state = random.getstate()
+    resized, window, scale, padding, crop = utils.resize_image(
+        image, min_dim=min_dim, max_dim=max_dim, min_scale=min_scale, mode=mode
+    )
+    assert resized.dtype == image.dtype
+    assert scale == pytest.approx(expected_scale, rel=1e-12)
+    if scale == 1:
+        assert isinstance(scale, int)  # Matterport's scale is the int 1 when nothing is resized
+        expected = image
+    else:
+        expected = _skimage_resize(image, (round(shape[0] * scale), round(shape[1] * scale))).astype(dtype)
+    if mode == "crop":
+        y, x, h, w = crop
+        np.testing.assert_array_equal(resized, expected[y : y + h, x : x + w])
+        random.setstate(state)  # Matterport's crop corner: random.randint over the resized image
+        assert (y, x) == (random.randint(0, expected.shape[0] - h), random.randint(0, expected.shape[1] - w))
+        return
+    y1, x1, y2, x2 = window
+    np.testing.assert_array_equal(resized[y1:y2, x1:x2], expected)
+    assert not resized[:y1].any() and not resized[y2:].any()
+    assert not resized[:, :x1].any() and not resized[:, x2:].any()
+    assert padding == [(y1, resized.shape[0] - y2), (x1, resized.shape[1] - x2), (0, 0)]
+
+
+def test_resize_image_truncates_where_rounding_would_differ():
+    """The case of the issue: a 480x640 uint8 photo into the 1024 square. A third of the pixels differ
+    between truncation and rounding, so the equality above is a real check of the cast."""
+    image = np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8)
+    resized, window, *_ = utils.resize_image(image, min_dim=800, max_dim=1024, mode="square")
+    y1, x1, y2, x2 = window
+    interpolated = _skimage_resize(image, (y2 - y1, x2 - x1))
+    np.testing.assert_array_equal(resized[y1:y2, x1:x2], np.floor(interpolated).astype(np.uint8))
+    assert (np.round(interpolated).astype(np.uint8) != resized[y1:y2, x1:x2]).mean() > 0.25
 
 
 @pytest.mark.parametrize("mode", ["square", "pad64", "crop"])
@@ -242,6 +318,102 @@ def test_paste_masks_graph_matches_paste_masks():
         assert (got[b].astype(bool) == expected).mean() > 0.999
     assert got[0, 4].sum() == 0 and got[1, 1].sum() == 0  # zero and empty boxes paste nothing
     assert got[0, 3].sum() <= 1
+
+
+def _random_boxes(rng, count, height, width):
+    """Boxes of 60..260 px per side, some crossing the image border."""
+    sides = rng.integers(60, 261, (count, 2))
+    corners = np.stack([rng.integers(-40, height - 40, count), rng.integers(-40, width - 40, count)], 1)
+    return np.concatenate([corners, corners + sides], axis=1)
+
+
+def _test_masks(rng, count):
+    """Mask-head-like outputs: noise, full-box masks (every value >= 0.5), values near the threshold and
+    smooth blobs."""
+    blobs = scipy.ndimage.gaussian_filter(rng.random((count, 28, 28)), (0, 3, 3)) * 3 - 1
+    return (
+        np.concatenate(
+            [
+                rng.random((count, 28, 28)),
+                rng.uniform(0.5, 1.0, (count, 28, 28)),
+                rng.normal(0.5, 0.02, (count, 28, 28)),
+                blobs,
+            ]
+        )
+        .clip(0, 1)
+        .astype(np.float32)
+    )
+
+
+def test_paste_masks_equals_unmold_mask_for_every_mask():
+    rng = np.random.default_rng(22)
+    height, width = 300, 360
+    masks = _test_masks(rng, 10)
+    boxes = _random_boxes(rng, len(masks), height, width)
+    pasted = paste_masks(masks, boxes, (height, width))
+    for i in range(len(masks)):
+        np.testing.assert_array_equal(pasted[:, :, i], utils.unmold_mask(masks[i], boxes[i], (height, width)))
+
+
+def test_full_box_masks_fill_their_whole_box():
+    """A mask whose 28x28 values are all >= 0.5 fills its box to the edges (scikit-image clips the
+    interpolation towards the zero padding up to the mask's minimum), in numpy and TensorFlow."""
+    rng = np.random.default_rng(5)
+    height, width = 300, 360
+    masks = rng.uniform(0.5, 1.0, (10, 28, 28)).astype(np.float32)
+    boxes = np.abs(_random_boxes(rng, 10, height, width))
+    pasted = paste_masks(masks, boxes, (height, width))
+    graph = paste_masks_graph(tf.constant(masks[None]), tf.constant(boxes[None], tf.float32), height, width)
+    for i, (y1, x1, y2, x2) in enumerate(boxes):
+        expected = np.zeros((height, width), bool)
+        expected[y1:y2, x1:x2] = True
+        np.testing.assert_array_equal(pasted[:, :, i], expected)
+        np.testing.assert_array_equal(graph.numpy()[0, i].astype(bool), expected)
+
+
+def test_paste_masks_graph_matches_paste_masks_on_mask_head_outputs():
+    rng = np.random.default_rng(23)
+    height, width = 300, 360
+    masks = _test_masks(rng, 4)
+    boxes = _random_boxes(rng, len(masks), height, width)
+    graph = paste_masks_graph(tf.constant(masks[None]), tf.constant(boxes[None], tf.float32), height, width)
+    expected = paste_masks(masks, boxes, (height, width)).transpose(2, 0, 1)
+    # float32 products in the graph: pixels within rounding of the threshold may differ.
+    assert (graph.numpy()[0].astype(bool) != expected).mean() < 1e-4
+
+
+############################################################
+#  Non-finite detections
+############################################################
+
+
+def test_unmold_detections_drops_non_finite_rows_with_one_warning(caplog):
+    detections = np.zeros((6, 6), np.float32)
+    detections[:4, :4] = [0.2, 0.2, 0.6, 0.7]
+    detections[:4, 4:] = [[1, 0.9], [2, 0.8], [1, 0.7], [3, 0.6]]
+    detections[1, 0] = np.nan
+    detections[2, 3] = np.inf
+    mrcnn_mask = np.ones((6, 28, 28, 4), np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's "invalid value encountered in cast" would fail here
+        boxes, class_ids, scores, masks = transform.unmold_detections(
+            detections, mrcnn_mask, (100, 120, 3), (128, 128, 3), np.array([10, 0, 117, 128])
+        )
+    assert class_ids.tolist() == [1, 3] and scores.tolist() == pytest.approx([0.9, 0.6])
+    assert boxes.dtype == np.int32 and boxes.shape == (2, 4) and masks.shape == (100, 120, 2)
+    assert np.array_equal(boxes[0], boxes[1])
+    warnings_logged = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings_logged) == 1
+    assert "2 of 4 detections" in warnings_logged[0].getMessage()
+    assert "diverged" in warnings_logged[0].getMessage()
+
+
+def test_denorm_boxes_refuses_non_finite_boxes():
+    """Proposals of a diverged model (e.g. in inspect_model's cells) are never cast to integers."""
+    proposals = np.array([[0.1, 0.1, 0.5, 0.5], [np.nan, 0.1, 0.5, 0.5], [0.1, -np.inf, 0.5, 0.5]])
+    with pytest.raises(ValueError, match="2 non-finite .*diverged.*np.isfinite"):
+        utils.denorm_boxes(proposals, (64, 64))
+    np.testing.assert_array_equal(utils.denorm_boxes(proposals[:1], (64, 64)), [[6, 6, 32, 32]])
 
 
 def test_utils_and_model_names_are_the_transform_functions():

@@ -31,8 +31,9 @@ def test_coco_model_url():
 MATTERPORT_UTILS_NAMES = (
     "COCO_MODEL_URL extract_bboxes compute_iou compute_overlaps compute_overlaps_masks non_max_suppression "
     "apply_box_deltas box_refinement_graph box_refinement Dataset resize_image resize_mask minimize_mask "
-    "expand_mask unmold_mask generate_anchors generate_pyramid_anchors trim_zeros compute_matches compute_ap "
-    "compute_ap_range compute_recall batch_slice download_trained_weights norm_boxes denorm_boxes resize"
+    "expand_mask mold_mask unmold_mask generate_anchors generate_pyramid_anchors trim_zeros compute_matches "
+    "compute_ap compute_ap_range compute_recall batch_slice download_trained_weights norm_boxes denorm_boxes "
+    "resize"
 ).split()
 
 

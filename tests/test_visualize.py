@@ -14,7 +14,6 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import Polygon, Rectangle  # noqa: E402
 from PIL import Image  # noqa: E402
 
@@ -172,11 +171,11 @@ def test_render_instances_rejects_mismatched_lengths(scene):
 
 def test_display_instances_draws_boxes_captions_masks(scene):
     image, boxes, masks, class_ids, scores = scene
-    fig = visualize.display_instances(
+    out = visualize.display_instances(
         image, boxes, masks, class_ids, CLASS_NAMES, scores, title="t", figsize=(3, 3), colors=[RED, BLUE]
     )
-    assert isinstance(fig, Figure)
-    ax = fig.axes[0]
+    assert out is None  # as Matterport's: a notebook cell ending with the call shows the picture once
+    ax = plt.gcf().axes[0]
     assert [t.get_text() for t in ax.texts] == ["cat 0.912", "dog 0.500"]
     rects = _rects(ax)
     assert len(rects) == 2 and all(r.get_linestyle() == "dashed" for r in rects)
@@ -202,7 +201,7 @@ def test_display_instances_options_and_ax(scene):
         show_mask=False,
         captions=["a", "b"],
     )
-    assert out is fig
+    assert out is None and ax.figure is fig
     assert [t.get_text() for t in ax.texts] == ["a", "b"]
     assert not _rects(ax)
     assert np.all(ax.images[0].get_array() == 40)
@@ -211,20 +210,20 @@ def test_display_instances_options_and_ax(scene):
 def test_display_instances_saves_png(scene, tmp_path):
     image, boxes, masks, class_ids, scores = scene
     path = tmp_path / "inst.png"
-    fig = visualize.display_instances(
+    visualize.display_instances(
         image, boxes, masks, class_ids, CLASS_NAMES, scores, figsize=(3, 2), save_path=path
     )
-    assert isinstance(fig, Figure)
     assert _png_size(path) == (300, 200)
 
 
 def test_display_instances_no_instances(capsys):
     image = np.zeros((32, 32, 3), dtype=np.uint8)
-    fig = visualize.display_instances(
-        image, np.zeros((0, 4)), np.zeros((32, 32, 0)), np.zeros(0, int), CLASS_NAMES, figsize=(2, 2)
+    _, ax = plt.subplots(figsize=(2, 2))
+    visualize.display_instances(
+        image, np.zeros((0, 4)), np.zeros((32, 32, 0)), np.zeros(0, int), CLASS_NAMES, ax=ax
     )
     assert "*** No instances to display ***" in capsys.readouterr().out
-    assert isinstance(fig, Figure) and len(fig.axes[0].images) == 1
+    assert len(ax.images) == 1
 
 
 @pytest.mark.parametrize(

@@ -190,13 +190,14 @@ def save_overlay(image, r: dict, class_names: list[str], path: str) -> None:
     scale = max(1.0, 640.0 / max(height, width))
     figsize = ((width + 20) * scale / 100.0, (height + 20) * scale / 100.0)
     colors = visualize.random_colors(len(r["class_ids"]), seed=0)
-    fig = visualize.display_instances(
-        image, r["rois"], r["masks"], r["class_ids"], class_names, r["scores"], figsize=figsize, colors=colors
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(1, figsize=figsize)
+    visualize.display_instances(
+        image, r["rois"], r["masks"], r["class_ids"], class_names, r["scores"], ax=ax, colors=colors
     )
     fig.subplots_adjust(left=0, right=1, top=1, bottom=0)
     fig.savefig(path, format="png")
-    import matplotlib.pyplot as plt
-
     plt.close(fig)
 
 

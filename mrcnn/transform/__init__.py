@@ -30,6 +30,7 @@ from mrcnn.transform.molding import (
     mold_image,
     mold_images_graph,
     mold_inputs,
+    mold_mask,
     unmold_image,
 )
 from mrcnn.transform.resizing import (
@@ -69,6 +70,7 @@ __all__ = [
     "mold_image",
     "mold_images_graph",
     "mold_inputs",
+    "mold_mask",
     "parse_image_meta",
     "parse_image_meta_graph",
     "paste_masks",

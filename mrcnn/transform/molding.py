@@ -121,6 +121,13 @@ def unmold_image(normalized_images, config) -> np.ndarray:
     return np.clip(np.rint(images), 0, 255).astype(np.uint8)
 
 
+def mold_mask(mask, config) -> None:
+    """Matterport's ``utils.mold_mask``: a placeholder there (a TODO stub that does nothing and returns
+    None), kept with the same behaviour so scripts that import or call it run. Masks are resized with
+    ``resize_mask`` and cropped to their boxes with ``minimize_mask``."""
+    return None
+
+
 def mold_inputs(images, config) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Resize, pad and normalize images for the graph (``MaskRCNN.mold_inputs``).
 

@@ -4,7 +4,9 @@
 (TensorFlow, used by the exported models) compute the same pixels: one scale rule (``resize_scale``,
 written once for both array libraries), the same pixel-centre-aligned bilinear interpolation (that of
 ``skimage.transform.resize``, i.e. ``scipy.ndimage.zoom(order=1, grid_mode=True, mode="constant")``), the
-same clipping and rounding. ``tests/test_transform.py`` holds them equal.
+same clipping and the same cast back to the input dtype: truncation, as Matterport's
+``.astype(image.dtype)`` (a uint8 value of 99.7 becomes 99). ``tests/test_transform.py`` holds them equal,
+and ``tests/test_matterport_compat.py`` holds ``resize_image`` equal to Matterport's resize call.
 """
 
 from __future__ import annotations
@@ -95,14 +97,6 @@ def resize(
     )
 
 
-def _cast_like(array, dtype):
-    """Cast interpolated values back to ``dtype``, rounding and clipping for integer types."""
-    if np.issubdtype(dtype, np.integer):
-        info = np.iinfo(dtype)
-        array = np.clip(np.round(array), info.min, info.max)
-    return array.astype(dtype)
-
-
 def _int_size(height, width, scale):
     out_h, out_w = scaled_size(height, width, scale)
     return int(out_h), int(out_w)
@@ -131,7 +125,10 @@ def resize_image(image, min_dim=None, max_dim=None, min_scale=None, mode="square
       "pad64": scale as above (max_dim ignored), pad centered to multiples of 64; min_dim % 64 == 0.
       "crop": scale as above, then a random [min_dim, min_dim] crop, drawn from ``rng`` (a numpy
         Generator) when given, else from Python's global ``random`` as Matterport.
-    Returns (image, window, scale, padding, crop): the image in the input dtype (integer types rounded);
+    Pixel-identical to Matterport's ``resize_image`` for every mode and dtype: scikit-image's bilinear
+    ``resize`` (order 1, constant mode, clipped, range preserved, no anti-aliasing), then ``astype`` back
+    to the input dtype, which truncates integer types (e.g. uint8 99.7 -> 99) rather than rounding.
+    Returns (image, window, scale, padding, crop): the image in the input dtype;
     window (y1, x1, y2, x2) of the resized image inside the output, y2/x2 exclusive; scale (float, or
     int 1); padding [(top, bottom), (left, right), (0, 0)]; crop (y, x, h, w) or None.
     The scaled size is (round(h * scale), round(w * scale)) but at least 1 pixel per side (Matterport
@@ -163,8 +160,9 @@ def resize_image(image, min_dim=None, max_dim=None, min_scale=None, mode="square
     if scale == 1:
         scale = 1
     else:
-        resized = resize(image, _int_size(h, w, scale), preserve_range=True)
-        image = _cast_like(resized, image_dtype)
+        # As Matterport: interpolate in float (clipped to the image's own value range, so integer types
+        # cannot overflow), then truncate back to the input dtype with astype.
+        image = resize(image, _int_size(h, w, scale), preserve_range=True).astype(image_dtype)
 
     h, w = image.shape[:2]
     crop = None
@@ -224,6 +222,10 @@ def resize_mask(mask, scale, padding, crop=None):
 ############################################################
 
 
+FLOAT32_FLOOR_SLACK = 1e-3
+"""Added before flooring float32 resize results: far above float32's rounding error on 0..255 (~3e-5)."""
+
+
 def _linear_taps(in_size, out_size, dtype):
     """Sample positions and weights of a pixel-centre-aligned linear resample of one axis.
 
@@ -243,12 +245,13 @@ def _linear_taps(in_size, out_size, dtype):
 def resize_images_graph(images, out_height, out_width, dtype=None):
     """``resize_image``'s interpolation for uint8 images [B, H, W, C] in TensorFlow.
 
-    The arithmetic of ``resize(..., preserve_range=True)`` followed by ``_cast_like`` to uint8: zeros
+    The arithmetic of ``resize(..., preserve_range=True).astype(np.uint8)`` in ``resize_image``: zeros
     outside the image, the four taps summed in scipy's order, each image clipped to its own value range,
-    rounded half to even. ``dtype`` (default float64) is the arithmetic's: float64 gives ``resize_image``'s
-    pixels exactly, float32 (for runtimes without float64) may put a pixel one level off where the exact
-    value lies within float32 rounding of a half. Returns float32 [B, out_height, out_width, C] holding
-    integers 0..255.
+    then truncated (floor: the values are >= 0). ``dtype`` (default float64) is the arithmetic's: float64
+    gives ``resize_image``'s pixels exactly; float32 (for runtimes without float64) floors with a 1e-3
+    slack, so that a flat region's value computed a rounding error below its integer keeps it, and a
+    pixel whose exact value lies within 1e-3 below the next integer comes out one level higher.
+    Returns float32 [B, out_height, out_width, C] holding integers 0..255.
     """
     dtype = dtype or tf.float64
     values = tf.cast(images, dtype)
@@ -271,7 +274,8 @@ def resize_images_graph(images, out_height, out_width, dtype=None):
     low = tf.reduce_min(values, axis=[1, 2, 3], keepdims=True)
     high = tf.reduce_max(values, axis=[1, 2, 3], keepdims=True)
     resized = tf.clip_by_value(resized, low, high)
-    return tf.cast(tf.clip_by_value(tf.round(resized), 0.0, 255.0), tf.float32)
+    slack = 0.0 if dtype == tf.float64 else FLOAT32_FLOOR_SLACK
+    return tf.cast(tf.floor(resized + slack), tf.float32)
 
 
 def resize_and_pad_graph(images, config, dtype=None):

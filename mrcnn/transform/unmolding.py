@@ -10,11 +10,15 @@ pixels of the original image with exclusive y2/x2.
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 
-from mrcnn.boxes import denorm_boxes, norm_boxes
+from mrcnn.boxes import NON_FINITE_CAUSE, denorm_boxes, norm_boxes
 from mrcnn.transform._lazy import tf
 from mrcnn.transform.resizing import resize
+
+logger = logging.getLogger(__name__)
 
 ############################################################
 #  Boxes
@@ -57,17 +61,28 @@ def unmold_detections(detections, mrcnn_mask, original_image_shape, image_shape,
     """One image's graph outputs -> (boxes, class_ids, scores, masks) in original pixels.
 
     detections: [DMI, 6] normalized (y1, x1, y2, x2, class_id, score), zero padded.
-    mrcnn_mask: [DMI, h, w, NUM_CLASSES]. Rows up to the first padding row (class 0) are kept, then the
-    boxes with a positive area. Returns boxes int32 [N, 4] (exclusive y2/x2), class_ids int32 [N],
-    scores float32 [N], masks bool [H, W, N] (bool also when N = 0, unlike Matterport's float64 empty
-    array).
+    mrcnn_mask: [DMI, h, w, NUM_CLASSES]. Rows up to the first padding row (class 0) are kept, less those
+    with a NaN or inf value (a diverged model's; never cast to integers, one logged warning names the
+    likely cause), then the boxes with a positive area. Returns boxes int32 [N, 4] (exclusive y2/x2),
+    class_ids int32 [N], scores float32 [N], masks bool [H, W, N] (bool also when N = 0, unlike
+    Matterport's float64 empty array).
     """
     zero_ix = np.where(detections[:, 4] == 0)[0]
     count = zero_ix[0] if zero_ix.shape[0] > 0 else detections.shape[0]
-    class_ids = detections[:count, 4].astype(np.int32)
-    scores = detections[:count, 5].astype(np.float32)
-    masks = mrcnn_mask[np.arange(count), :, :, class_ids]
-    boxes = unmold_boxes(detections[:count, :4], window, image_shape, original_image_shape)
+    rows = np.arange(count)
+    finite = np.isfinite(detections[:count]).all(axis=1)
+    if not finite.all():
+        logger.warning(
+            "Dropped %d of %d detections whose boxes or scores are NaN or inf: %s",
+            count - int(finite.sum()),
+            count,
+            NON_FINITE_CAUSE,
+        )
+        rows = rows[finite]
+    class_ids = detections[rows, 4].astype(np.int32)
+    scores = detections[rows, 5].astype(np.float32)
+    masks = mrcnn_mask[rows, :, :, class_ids]
+    boxes = unmold_boxes(detections[rows, :4], window, image_shape, original_image_shape)
 
     keep = np.where((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) > 0)[0]
     boxes, class_ids, scores, masks = boxes[keep], class_ids[keep], scores[keep], masks[keep]
@@ -141,28 +156,35 @@ def unmold_mask(mask, bbox, image_shape) -> np.ndarray:
 
 
 def _interpolation_matrix(start, stop, size, length):
-    """Bilinear weights [stop - start, size + 2] that resample a zero-padded axis of ``size`` samples
-    over the pixel span [start, stop) of a box of ``length`` pixels (pixel centres aligned, like a
-    constant-mode resize of the mask to the box)."""
-    pixels = np.arange(start, stop, dtype=np.float32)
+    """Bilinear weights [stop - start, size + 2] (float64) that resample a zero-padded axis of ``size``
+    samples over the pixel span [start, stop) of a box of ``length`` pixels.
+
+    The arithmetic of scikit-image's constant-mode resize of the mask to the box (scipy's order-1 zoom
+    with ``grid_mode``): pixel p reads coordinate c = (p + 0.5) * (size / length) - 0.5 with weights
+    1 - frac(c) and 1 - (1 - frac(c)) on its two neighbours, the samples outside the mask being zero.
+    """
+    pixels = np.arange(start, stop, dtype=np.float64)
     coords = (pixels + 0.5) * (size / length) - 0.5 + 1.0  # +1: the zero padding sample
     coords = np.clip(coords, 0.0, size + 1.0)
-    low = np.minimum(np.floor(coords).astype(np.int64), size)
-    frac = coords - low
-    weights = np.zeros((len(pixels), size + 2), dtype=np.float32)
+    low = np.minimum(np.floor(coords), size)
+    w0 = 1.0 - (coords - low)
+    low = low.astype(np.int64)
+    weights = np.zeros((len(pixels), size + 2), dtype=np.float64)
     rows = np.arange(len(pixels))
-    weights[rows, low] = 1.0 - frac
-    weights[rows, low + 1] += frac
+    weights[rows, low] = w0
+    weights[rows, low + 1] += 1.0 - w0
     return weights
 
 
 def paste_masks(masks, boxes, image_shape, threshold: float = 0.5) -> np.ndarray:
-    """Paste small float masks into full-size images.
+    """Paste small float masks into full-size images: ``unmold_mask`` for many masks at once.
 
     masks: [N, h, w] float in [0, 1]; boxes: [N, 4] int pixel boxes (exclusive y2/x2); image_shape: (H, W).
-    Returns bool [H, W, N] (a transposed view of an [N, H, W] array): each mask bilinearly resampled over
-    its box and thresholded at ``threshold``, as ``unmold_mask``. Each instance costs two small matrix
-    products over the part of its box inside the image.
+    Returns bool [H, W, N] (a transposed view of an [N, H, W] array), equal to ``unmold_mask`` of each
+    mask: resampled bilinearly over its box in float64, rounded to float32 as scikit-image's resize of a
+    float32 mask, clipped to the mask's own [min, max] (scikit-image's ``clip=True``: a mask whose values
+    are all >= ``threshold`` fills its whole box, edges included) and thresholded at ``threshold``. Each
+    instance costs two small matrix products over the part of its box inside the image.
     """
     height, width = int(image_shape[0]), int(image_shape[1])
     masks = np.asarray(masks, dtype=np.float32)
@@ -171,16 +193,21 @@ def paste_masks(masks, boxes, image_shape, threshold: float = 0.5) -> np.ndarray
     if count == 0:
         return out.transpose(1, 2, 0)
     mh, mw = masks.shape[1:3]
-    padded = np.pad(masks, ((0, 0), (1, 1), (1, 1)))
+    low_values, high_values = masks.min(axis=(1, 2)), masks.max(axis=(1, 2))
+    padded = np.pad(masks.astype(np.float64), ((0, 0), (1, 1), (1, 1)))
     boxes = np.asarray(boxes).astype(np.int64)
     for i, (y1, x1, y2, x2) in enumerate(boxes):
         ys, ye = max(y1, 0), min(y2, height)
         xs, xe = max(x1, 0), min(x2, width)
-        if ye <= ys or xe <= xs:
+        if ye <= ys or xe <= xs or high_values[i] < threshold:
+            continue  # (clipped to at most its maximum, the mask stays below the threshold)
+        if low_values[i] >= threshold:
+            out[i, ys:ye, xs:xe] = True  # clipped to at least its minimum: the whole box
             continue
+        # Here min < threshold <= max, where clipping cannot move a value across the threshold.
         rows = _interpolation_matrix(ys - y1, ye - y1, mh, y2 - y1)
         cols = _interpolation_matrix(xs - x1, xe - x1, mw, x2 - x1)
-        out[i, ys:ye, xs:xe] = (rows @ padded[i] @ cols.T) >= threshold
+        out[i, ys:ye, xs:xe] = (rows @ padded[i] @ cols.T).astype(np.float32) >= threshold
     return out.transpose(1, 2, 0)
 
 
@@ -207,9 +234,10 @@ def _paste_weights(starts, stops, size, length, dtype):
 
 def paste_masks_graph(masks, boxes, height, width, threshold: float = 0.5, dtype=None):
     """TensorFlow twin of ``paste_masks`` for a batch: masks float [B, N, h, w] in [0, 1], boxes
-    [B, N, 4] integer pixel boxes (exclusive y2/x2; empty boxes give empty masks) -> uint8
-    [B, N, height, width] (0/1). ``dtype``: the sample positions' (float64 by default, float32 for
-    runtimes without float64)."""
+    [B, N, 4] integer pixel boxes (exclusive y2/x2; empty or non-finite boxes give empty masks) -> uint8
+    [B, N, height, width] (0/1). Inside its box each resampled mask is clipped to its own [min, max], as
+    in ``paste_masks`` (full-box masks fill the box); the products run in float32, the sample positions
+    in ``dtype`` (float64 by default, float32 for runtimes without float64)."""
     dtype = dtype or tf.float64
     masks = tf.cast(masks, tf.float32)
     mask_h, mask_w = int(masks.shape[2]), int(masks.shape[3])
@@ -217,4 +245,13 @@ def paste_masks_graph(masks, boxes, height, width, threshold: float = 0.5, dtype
     rows = _paste_weights(boxes[..., 0], boxes[..., 2], mask_h, height, dtype)  # [B, N, H, h + 2]
     cols = _paste_weights(boxes[..., 1], boxes[..., 3], mask_w, width, dtype)  # [B, N, W, w + 2]
     full = tf.matmul(tf.matmul(rows, padded), cols, transpose_b=True)
+    # A pixel is inside its box when its row and its column carry weights (they sum to 1 there, 0 outside).
+    # expand_dims rather than [..., None]: TFLite's builtin StridedSlice has no new-axis form.
+    inside = tf.logical_and(
+        tf.expand_dims(tf.reduce_sum(rows, axis=-1) > 0.5, -1),
+        tf.expand_dims(tf.reduce_sum(cols, axis=-1) > 0.5, -2),
+    )
+    low = tf.reshape(tf.reduce_min(masks, axis=[2, 3]), tf.concat([tf.shape(masks)[:2], [1, 1]], 0))
+    high = tf.reshape(tf.reduce_max(masks, axis=[2, 3]), tf.concat([tf.shape(masks)[:2], [1, 1]], 0))
+    full = tf.where(inside, tf.clip_by_value(full, low, high), 0.0)
     return tf.cast(full >= threshold, tf.uint8)

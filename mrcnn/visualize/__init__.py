@@ -7,12 +7,14 @@ tuples of floats in [0, 1].
 Differences from Matterport, all additive or fixes:
 
 * The matplotlib backend is never forced: matplotlib picks its own (Agg when there is no display), and a
-  backend chosen by the user or Jupyter is kept. ``sys.path`` is not modified.
-* Every plotting function returns its ``matplotlib.figure.Figure`` and takes a keyword-only
-  ``save_path=None``: when given, a PNG is written and the figure is released from pyplot (the returned
-  Figure stays usable). ``plt.show()`` is called only by functions that created their own figure, when
-  nothing is saved and the backend is interactive (Jupyter's inline backend counts as interactive; end
-  the notebook line with ``;`` to avoid displaying the returned figure a second time).
+  backend chosen by the user or Jupyter is kept. ``sys.path`` is not modified (``ROOT_DIR`` is defined
+  as in Matterport, the parent of the working directory at import, but not added to it).
+* Every plotting function but ``display_instances`` (which returns None, as Matterport's, so that a
+  notebook cell ending with it shows the picture once) returns its ``matplotlib.figure.Figure``; all
+  take a keyword-only ``save_path=None``: when given, a PNG is written and the figure is released from
+  pyplot (the returned Figure stays usable). ``plt.show()`` is called only by functions that created
+  their own figure, when nothing is saved and the backend is interactive (Jupyter's inline backend
+  counts as interactive; end the notebook line with ``;`` to avoid displaying a returned figure twice).
 * IPython is optional: ``display_table`` / ``display_weight_stats`` render HTML only in a Jupyter kernel
   and print a plain-text table otherwise.
 * ``random_colors`` and ``draw_rois`` take a keyword-only ``seed`` for reproducible output.
@@ -22,6 +24,8 @@ Layout: ``drawing`` (colours and pixel drawing, numpy only), ``figures`` (matplo
 instances) and ``inspection`` (precision-recall and overlap plots, weight tables). Import the names from
 ``mrcnn.visualize`` as in Matterport; the sub-modules are an implementation detail.
 """
+
+import os
 
 from mrcnn.visualize.drawing import apply_mask, draw_box, random_colors, render_instances
 from mrcnn.visualize.figures import (
@@ -39,7 +43,12 @@ from mrcnn.visualize.inspection import (
     plot_precision_recall,
 )
 
+# Matterport's module constant: the parent of the working directory at import (its notebooks ran from
+# samples/, making this the repository root). Unlike Matterport it is not appended to sys.path.
+ROOT_DIR = os.path.abspath("../")
+
 __all__ = [
+    "ROOT_DIR",
     "display_images",
     "random_colors",
     "apply_mask",

@@ -115,14 +115,16 @@ def display_instances(
     captions: Sequence[str] | None = None,
     *,
     save_path: PathLike | None = None,
-) -> Figure:
+) -> None:
     """Draw detections on an image: dashed boxes, captions, translucent masks and mask outlines.
 
     image: [H, W, 3]; boxes: [N, 4] pixel boxes (y1, x1, y2, x2), exclusive y2/x2; masks: [H, W, N];
     class_ids: [N] ints indexing ``class_names``; scores: optional [N]; colors: optional N RGB(A) tuples
     (default ``random_colors(N)``); captions: optional N strings replacing "name score" (score to 3 dp).
     Instances with an all-zero box are skipped. With N = 0 a notice is printed and the bare image drawn.
-    Draws into ``ax`` when given (never shown then). Returns the Figure.
+    Draws into ``ax`` when given (never shown then). Returns None, as Matterport's: a notebook cell ending
+    with this call shows the picture once (a returned Figure would be displayed a second time). To keep
+    the figure, pass your own ``ax`` (``fig, ax = plt.subplots()``) or ``save_path``.
     """
     image = _check_image(image)
     boxes, masks, class_ids = _check_instances(
@@ -160,7 +162,7 @@ def display_instances(
         for verts in _mask_contours(mask):
             ax.add_patch(patches.Polygon(verts, facecolor="none", edgecolor=color))
     ax.imshow(np.clip(canvas, 0, 255).astype(np.uint8))
-    return _finish(fig, save_path, created)
+    _finish(fig, save_path, created)
 
 
 def display_differences(
@@ -219,7 +221,8 @@ def display_differences(
             iou = overlaps[i].max() if overlaps.shape[1] else 0.0
         captions.append(f"{score:.2f} / {iou:.2f}")
     colors = [(0, 1, 0, 0.8)] * len(gt_box) + [(1, 0, 0, 1)] * len(pred_box)
-    return display_instances(
+    fig, ax, created = _axes(ax, (16, 16))
+    display_instances(
         image,
         np.concatenate([gt_box, pred_box]),
         np.concatenate([gt_mask, pred_mask], axis=-1),
@@ -232,8 +235,8 @@ def display_differences(
         show_bbox=show_box,
         colors=colors,
         captions=captions,
-        save_path=save_path,
     )
+    return _finish(fig, save_path, created)
 
 
 def draw_rois(
