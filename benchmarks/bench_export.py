@@ -23,6 +23,7 @@ import argparse
 import datetime
 import json
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -178,6 +179,7 @@ def main(argv=None):
             flush=True,
         )
 
+    shutil.rmtree(workdir, ignore_errors=True)
     medians = {name: median(values) for name, values in times.items()}
     report = {
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
