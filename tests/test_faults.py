@@ -225,7 +225,8 @@ def test_train_with_a_failing_image_then_full_disk_at_checkpoint(training_model,
         )
     monkeypatch.undo()
     assert info.value.errno == errno.ENOSPC
-    assert "Error loading image 3 (OSError: corrupt annotation file for image 3); skipping it." in caplog.text
+    assert "Error loading image 3: OSError: corrupt annotation file for image 3; skipping it." in caplog.text
+    assert "first error: image 3: OSError: corrupt annotation file for image 3" in caplog.text
     assert open(first, "rb").read() == previous
     assert sorted(
         f for f in os.listdir(model.log_dir) if not os.path.isdir(os.path.join(model.log_dir, f))
