@@ -75,7 +75,7 @@ class ProposalLayer(Float32Layer):
             pre_nms = tf.minimum(self.pre_nms_limit, tf.shape(anchors)[1])
         else:
             pre_nms = min(self.pre_nms_limit, num_anchors)
-        _, order = tf.math.top_k(scores, k=pre_nms, sorted=True)
+        order = kernels.top_k_indices(scores, pre_nms)
         deltas = tf.gather(deltas, order, batch_dims=1)
         anchors = tf.gather(anchors, order, batch_dims=1)
 

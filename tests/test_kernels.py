@@ -89,6 +89,23 @@ def test_portable_per_class_nms_keeps_the_same_boxes():
     np.testing.assert_array_equal(best, np.sort(top))
 
 
+@pytest.mark.parametrize("k", [1, 37, 500])
+def test_portable_top_k_picks_the_same_indices(k):
+    """The threshold-then-top-k form gives tf.math.top_k's indices in its order, with tied, zero and
+    saturated scores (ties: lower index first)."""
+    rng = np.random.default_rng(k)
+    scores = rng.random((3, 2000)).astype(np.float32) ** 4
+    scores[0, ::7] = 0.25  # many ties
+    scores[1, :300] = 1.0  # saturated
+    scores[2] = 0.0  # all equal
+    expected = tf.math.top_k(scores, k=k).indices.numpy()
+    with kernels.portable():
+        got = kernels.top_k_indices(tf.constant(scores), k).numpy()
+        traced = tf.function(lambda s, n: kernels.top_k_indices(s, n))(tf.constant(scores), tf.constant(k))
+    np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(traced.numpy(), expected)
+
+
 def test_fused_batch_norm_equals_keras():
     """Training-mode BatchNorm through the fused kernel: Keras' outputs and moving averages."""
     rng = np.random.default_rng(0)

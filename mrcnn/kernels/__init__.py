@@ -10,8 +10,8 @@ The model's layers (``mrcnn.conv.Conv2D``, ``mrcnn.heads.RoiConv2D``, ``mrcnn.ba
 ``select`` for the result; ``select`` is the only place that decides which kernel runs. ``switch``
 turns them all off for the process (``MRCNN_CPU_KERNELS=0``), and the XLA-compiled ones (Winograd, the
 blocked NMS) off while a graph is traced inside ``disabled()``, as the SavedModel export does.
-``portable()`` also swaps RoIAlign's ``CropAndResize`` and the detection NMS for forms that ONNX, TFLite
-and OpenVINO run (``portable_ops``), as their exports need.
+``portable()`` also swaps RoIAlign's ``CropAndResize``, the detection NMS and the proposal top-k for forms
+that ONNX, TFLite and OpenVINO run well (``portable_ops``), as their exports need.
 """
 
 from mrcnn.kernels.select import (
@@ -23,6 +23,7 @@ from mrcnn.kernels.select import (
     nms_indices,
     per_class_nms,
     per_roi_conv2d,
+    top_k_indices,
     uses_sparse_gradient,
     uses_winograd,
 )
@@ -41,6 +42,7 @@ __all__ = [
     "per_class_nms",
     "per_roi_conv2d",
     "portable",
+    "top_k_indices",
     "uses_sparse_gradient",
     "uses_winograd",
 ]

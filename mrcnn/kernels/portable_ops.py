@@ -1,10 +1,12 @@
-"""Forms of RoIAlign's crop and of the detection NMS that every export runtime has.
+"""Forms of three steps of the model that every export runtime runs well.
 
 ONNX (through tf2onnx), TFLite's builtin op set and OpenVINO lack two ops the model uses:
-``CropAndResize`` (TFLite) and ``NonMaxSuppressionWithOverlaps`` (all three). Graphs traced inside
+``CropAndResize`` (TFLite) and ``NonMaxSuppressionWithOverlaps`` (all three); and OpenVINO's TopK takes
+seconds for the proposal layer's top 6,000 of 261,888 anchor scores. Graphs traced inside
 ``mrcnn.kernels.switch.portable()`` use these replacements instead; ``mrcnn.kernels.select`` decides.
-Both compute what the op they replace computes: the crops bit for bit (the same float32 arithmetic in
-the same order), the NMS the same selection (TensorFlow's IoU rule, suppression when IoU > threshold).
+Each computes what it replaces: the crops bit for bit (the same float32 arithmetic in the same order),
+the NMS the same selection (TensorFlow's IoU rule, suppression when IoU > threshold), the top k the same
+indices in the same order.
 """
 
 import tensorflow as tf
@@ -90,3 +92,33 @@ def per_class_nms(boxes, class_ids, scores, num_classes: int, max_output_size: i
     chosen = tf.concat(chosen, axis=0)
     best_scores, best = tf.math.top_k(tf.gather(scores_or_unused, chosen), k=max_output_size)
     return tf.boolean_mask(tf.gather(chosen, best), best_scores >= 0.0)
+
+
+THRESHOLD_STEPS = 24
+"""Bisection steps of ``top_k_indices``: the threshold interval ends at 2**-24 of the top score."""
+
+
+def top_k_indices(scores, k):
+    """``tf.math.top_k(scores, k).indices`` for non-negative scores [B, A] (k <= A): int32 [B, k], by
+    descending score, ties by lower index.
+
+    A bisection (``THRESHOLD_STEPS`` vectorized counts) finds per image a threshold with at least k scores
+    at or above it, and ``top_k`` then sorts only those few candidates, in index order, so it picks the
+    same indices in the same order as one ``top_k`` over all A.
+    """
+    low = tf.zeros_like(scores[:, 0])  # at least k scores >= low (all of them)
+    high = tf.reduce_max(scores, axis=1) * 1.5 + 1e-30  # no score >= high
+    for _ in range(THRESHOLD_STEPS):
+        middle = 0.5 * (low + high)
+        enough = tf.reduce_sum(tf.cast(scores >= tf.expand_dims(middle, -1), tf.int32), axis=1) >= k
+        low = tf.where(enough, middle, low)
+        high = tf.where(enough, high, middle)
+
+    def one_image(image):
+        image_scores, threshold = image
+        candidates = tf.cast(tf.where(image_scores >= threshold)[:, 0], tf.int32)  # ascending index
+        _, best = tf.math.top_k(tf.gather(image_scores, candidates), k=k)
+        return tf.gather(candidates, best)
+
+    size = k if isinstance(k, int) else None
+    return tf.map_fn(one_image, (scores, low), fn_output_signature=tf.TensorSpec([size], tf.int32))

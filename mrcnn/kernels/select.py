@@ -11,8 +11,9 @@ layer's own default implementation, and returns the result of the kernel chosen 
 - the box head's whole-RoI convolutions: ``roi_matmul``, unless MRCNN_CPU_KERNELS=0, when it fits;
 - the proposal NMS: ``nms.blocked_nms``, when the switch is on and no GPU is visible;
 - SGD with momentum and clipnorm: ``optimizer.ClippedMomentumSGD``, unless MRCNN_CPU_KERNELS=0;
-- RoIAlign's bilinear crops and the detection layer's per-class NMS: ``portable_ops``' forms while a graph is
-  traced inside ``switch.portable()`` (for ONNX, TFLite and OpenVINO), else TensorFlow's ops.
+- RoIAlign's bilinear crops, the detection layer's per-class NMS and the proposal layer's top-k:
+  ``portable_ops``' forms while a graph is traced inside ``switch.portable()`` (for ONNX, TFLite and
+  OpenVINO), else TensorFlow's ops.
 
 ``switch.disabled()`` turns off the choices made while a graph is traced for other runtimes (Winograd
 and the blocked NMS, both XLA programs); the others are plain TensorFlow ops that any runtime runs.
@@ -94,6 +95,15 @@ def nms_indices(boxes, max_output_size: int, iou_threshold: float):
         pad_to_max_output_size=True,
     )
     return tf.where(tf.range(max_output_size) < kept, keep, -1)
+
+
+def top_k_indices(scores, k):
+    """Indices int32 [B, k] of the k highest of ``scores`` [B, A] (non-negative), by descending score,
+    ties by lower index: ``tf.math.top_k``, or a threshold-then-top-k form while tracing inside
+    ``switch.portable()`` (OpenVINO's TopK is slow for large inputs)."""
+    if switch.is_portable():
+        return portable_ops.top_k_indices(scores, k)
+    return tf.math.top_k(scores, k=k, sorted=True)[1]
 
 
 def crop_and_resize(image, boxes, box_indices, crop_size):
