@@ -29,7 +29,18 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from common import core_count, machine_info, median, timed
+from common import (
+    add_isa_argument,
+    apply_isa_from_argv,
+    core_count,
+    cpu_isa,
+    isa_line,
+    machine_info,
+    median,
+    timed,
+)
+
+apply_isa_from_argv()  # before TensorFlow and torch load: they read the ISA caps once
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 try:  # torchvision's C extension must load before TensorFlow (see bench_inference.py)
@@ -44,22 +55,6 @@ import bench_inference  # noqa: E402
 
 FORMATS = ("saved_model", "onnx", "tflite", "openvino")
 SUFFIX = {"saved_model": "", "onnx": ".onnx", "tflite": ".tflite", "openvino": ".xml"}
-
-
-def cpu_flags():
-    """The widest vector ISA and bf16 support of this CPU, from /proc/cpuinfo."""
-    flags = set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-                break
-    except OSError:
-        pass
-    widest = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "older"
-    if "amx_tile" in flags:
-        widest += " + AMX"
-    return {"widest_isa": widest, "bf16": bool({"avx512_bf16", "amx_bf16"} & flags)}
 
 
 def build_model(config_name, size, seed=0):
@@ -124,6 +119,7 @@ def runtime_callables(paths, cores, bf16):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_isa_argument(p)
     p.add_argument("--config", choices=("coco", "shapes"), default="coco")
     p.add_argument("--size", type=int, default=1024, help="coco: square image side (multiple of 64)")
     p.add_argument("--runs", type=int, default=5)
@@ -133,9 +129,9 @@ def main(argv=None):
     p.add_argument("--markdown")
     p.add_argument("--note", default="")
     args = p.parse_args(argv)
+    isa = args.isa
     cores = core_count()
     bench_inference.set_tf_threads(cores)
-    flags = cpu_flags()
     size = args.size if args.config == "coco" else 128
     model = build_model(args.config, size)
     rng = np.random.default_rng(1)
@@ -157,7 +153,7 @@ def main(argv=None):
         print(f"exported {name} in {export_s[name]:.0f} s ({sizes[name]:.0f} MB)", flush=True)
 
     runners = {"detect()": lambda images: len(model.detect([images[0]])[0]["class_ids"])}
-    runners.update(runtime_callables(paths, cores, flags["bf16"]))
+    runners.update(runtime_callables(paths, cores, cpu_isa()[1] and isa == "native"))
     peer = None
     if args.config == "coco" and not args.no_peer and torch is not None:
         torch.set_num_threads(cores)
@@ -183,11 +179,7 @@ def main(argv=None):
     medians = {name: median(values) for name, values in times.items()}
     report = {
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
-        "machine": {
-            **machine_info(cores),
-            **flags,
-            "matmul_peak_gflops": bench_inference.matmul_peak() / 1e9,
-        },
+        "machine": machine_info(cores),
         "settings": {"config": args.config, "size": size, "runs": args.runs, "note": args.note},
         "export_s": export_s,
         "export_mb": sizes,
@@ -214,9 +206,10 @@ def markdown(report):
     lines = [
         f"# Serving latency, {s['config']} config, {s['size']} px, batch 1 ({report['date']})",
         "",
-        f"CPU: {m['cpu']} ({m['cores_available']} cores; widest ISA {m['widest_isa']}; bf16 "
-        f"{'yes' if m['bf16'] else 'no'}; fp32 matmul peak {m['matmul_peak_gflops']:.0f} GFLOP/s). "
-        f"TF {m['tensorflow']}, onnxruntime {m.get('onnxruntime')}, OpenVINO {m.get('openvino')}, "
+        isa_line(m),
+        "",
+        f"{m['cores_available']} cores. TF {m['tensorflow']}, onnxruntime {m.get('onnxruntime')}, "
+        f"OpenVINO {m.get('openvino')}, "
         f"torch {m.get('torch')}. Median of {s['runs']} rounds. {s['note']}",
         "",
         "| runtime | median s | vs detect() | vs torchvision | detections | export s | size MB |",

@@ -35,7 +35,17 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import core_count, machine_info, median, timed
+from common import (
+    add_isa_argument,
+    apply_isa_from_argv,
+    core_count,
+    isa_line,
+    machine_info,
+    median,
+    timed,
+)
+
+apply_isa_from_argv()  # before TensorFlow and torch load: they read the ISA caps once
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # torchvision's C extension must load before TensorFlow: the other order segfaults (torch 2.14.1 + TF 2.21).
@@ -498,6 +508,7 @@ def markdown(report):
     lines += [
         f"- Machine: {m['cpu']}, {m['cores_available']} cores available; load average at start "
         f"{m['loadavg_start']}, at end {report['loadavg_end']}.",
+        isa_line(m),
         f"- Threads: TensorFlow intra {ours['tf_threads']['intra_op']} / inter "
         f"{ours['tf_threads']['inter_op']}"
         + (
@@ -534,6 +545,7 @@ def markdown(report):
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_isa_argument(p)
     p.add_argument("--size", type=int, default=1024, help="square image side in pixels (multiple of 64)")
     p.add_argument("--depth", type=int, default=101, choices=[50, 101], help="ResNet depth")
     p.add_argument("--batch", type=int, default=1, help="images per batch (IMAGES_PER_GPU)")

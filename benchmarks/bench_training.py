@@ -61,7 +61,17 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from common import core_count, machine_info, median, timed
+from common import (
+    add_isa_argument,
+    apply_isa_from_argv,
+    core_count,
+    isa_line,
+    machine_info,
+    median,
+    timed,
+)
+
+apply_isa_from_argv()  # before TensorFlow and torch load: they read the ISA caps once
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # torchvision's C extension must load before TensorFlow: the other order segfaults (torch 2.14.1 + TF 2.21).
@@ -482,6 +492,7 @@ def markdown(report):
     lines += [
         f"- Machine: {m['cpu']}, {m['cores_available']} cores available; load average (1 / 5 / 15 min) "
         f"at start {start}, at end {end}.",
+        isa_line(m),
         f"- Threads: TensorFlow intra {ours['tf_threads']['intra_op']} / inter "
         f"{ours['tf_threads']['inter_op']}"
         + (
@@ -546,6 +557,7 @@ def flops_report(args, ours, peer, timed_from, ours_step_s, peer_step_s):
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_isa_argument(p)
     p.add_argument(
         "--preset",
         default="shapes",

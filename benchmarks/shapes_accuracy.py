@@ -40,7 +40,15 @@ import types
 from pathlib import Path
 
 import numpy as np
-from common import core_count, machine_info
+from common import (
+    add_isa_argument,
+    apply_isa_from_argv,
+    core_count,
+    isa_line,
+    machine_info,
+)
+
+apply_isa_from_argv()  # before TensorFlow and torch load: they read the ISA caps once
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # torchvision's C extension must load before TensorFlow: the other order segfaults (torch 2.14.1 + TF 2.21).
@@ -241,6 +249,7 @@ def markdown(report):
         f"- Machine: {m['cpu']}, {m['cores_available']} cores; tensorflow {m['tensorflow']}, keras "
         f"{m['keras']}, torch {m['torch']}, torchvision {m['torchvision']}, mrcnn commit "
         f"{m['mrcnn_commit']}.",
+        isa_line(m),
     ]
     if report.get("note"):
         lines.append(f"- Note: {report['note']}")
@@ -297,6 +306,7 @@ def run_in_subprocess(side, argv):
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_isa_argument(p)
     p.add_argument("--minutes", type=float, default=15.0, help="training time of each side (default 15)")
     p.add_argument("--depth", type=int, default=50, choices=[50, 101], help="ResNet depth of both")
     p.add_argument("--train-images", type=int, default=2000)
