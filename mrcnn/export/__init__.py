@@ -8,9 +8,11 @@ input ``images`` uint8 [batch, height, width, 3]; outputs ``boxes``, ``class_ids
 
 - ``saved_model``: TensorFlow's kernels (``mrcnn.kernels.disabled()``), float64 pre/post-processing;
 - ``onnx``: traced inside ``mrcnn.kernels.portable()`` (RoI crops by gathers, per-class NMS by
-  ``NonMaxSuppressionV4``), converted by tf2onnx, float64 pre/post-processing;
+  ``NonMaxSuppressionV4``, proposal top-k by threshold), converted by tf2onnx, float64
+  pre/post-processing;
 - ``tflite``: the same portable graph with float32 pre/post-processing, builtin ops only;
-- ``openvino``: the ONNX model converted by ``openvino.convert_model``.
+- ``openvino``: the portable graph with float32 pre/post-processing, converted from a SavedModel by
+  ``openvino.convert_model`` (compile it with INFERENCE_PRECISION_HINT=f32 for ``detect()``'s numbers).
 
 Each file is checked by one run in its runtime and then renamed into place.
 """

@@ -66,6 +66,6 @@ def export_openvino(
         print(
             f"Saved the OpenVINO model to {path} (weights {weights_path}): input 'images' uint8 [batch, "
             f"height, width, {int(model.config.IMAGE_CHANNEL_COUNT)}]; outputs {', '.join(names)}; "
-            f"masks={masks!r}."
+            f"masks={masks!r}. Compile it with {FLOAT32} for detect()'s numbers."
         )
     return path
