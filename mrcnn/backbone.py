@@ -112,7 +112,8 @@ def _bottleneck(input_tensor, kernel_size, filters, stage, block, strides, short
     x = BatchNorm(name=bn_name + "2a")(x, training=train_bn)
     x = keras.layers.Activation("relu", name=conv_name + "2a_relu")(x)
 
-    x = keras.layers.Conv2D(
+    # mrcnn's Conv2D: Keras' layer and weights; a 3x3 kernel may run by Winograd (mrcnn.kernels.select)
+    x = Conv2D(
         filters2, (kernel_size, kernel_size), padding="same", use_bias=use_bias, name=conv_name + "2b"
     )(x)
     x = BatchNorm(name=bn_name + "2b")(x, training=train_bn)

@@ -8,6 +8,8 @@
 * ``evaluate_coco``: run ``model.detect`` over a dataset and return all of the above plus Matterport's
   ``compute_ap`` mask mAP@0.5.
 * ``EvaluationCallback``: a Keras callback that evaluates every N epochs during training.
+* ``StopAtTargetMAP``: a Keras callback that stops training once held-out mask mAP reaches a target, with
+  a progress line and an estimate of the time left.
 * ``evaluate_map``: VOC-style mask mAP at one or several IoU thresholds (``metrics.compute_ap``).
 
 Boxes from ``detect()`` and ``extract_bboxes`` are (y1, x1, y2, x2) pixels with exclusive y2/x2; COCO
@@ -465,6 +467,87 @@ class EvaluationCallback(keras.callbacks.Callback):
         if self._writer is not None:
             self._writer.close()
             self._writer = None
+
+
+class StopAtTargetMAP(EvaluationCallback):
+    """Stop training once the mask mAP on held-out images reaches both targets (checked every epoch).
+
+    dataset: prepared held-out images (not the training images); map50 / map: the mAP@0.5 and
+    mAP@[.5:.95] (``evaluate_map``) to reach; config as for ``EvaluationCallback``. After each epoch it
+    prints one line: both numbers, images trained so far, time, and an estimate of the time left
+    (the last three epochs' progress towards the farther target, extrapolated linearly). ``self.reached``
+    says whether training stopped at the targets; ``self.history`` keeps each epoch's numbers.
+    """
+
+    def __init__(
+        self,
+        dataset: Dataset,
+        map50: float,
+        map: float,
+        config: Config | None = None,
+        print_fn: Callable[[str], None] = print,
+    ):
+        super().__init__(dataset, every=1, config=config)
+        for name, value in (("map50", map50), ("map", map)):
+            if not 0.0 < value <= 1.0:
+                raise ValueError(f"{name} must be a target mAP in (0, 1], got {value!r}.")
+        self.targets = {"mAP@0.5": float(map50), "mAP@[.5:.95]": float(map)}
+        self.print_fn = print_fn
+        self.reached = False
+        self._start = None
+        self._images = 0
+        self._train_batch = None
+
+    def use_training_config(self, config: Config) -> None:
+        """Called by ``MaskRCNN.train``: its batch size counts the images trained on."""
+        self._train_batch = int(config.BATCH_SIZE)
+        super().use_training_config(config)
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        self._start = time.monotonic()
+        self.history = {}
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        self._images += self._train_batch or 0
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        result = evaluate_map(self.copy_weights(), self.dataset, verbose=0)
+        numbers = {name: result[name] for name in self.targets}
+        self.history[epoch] = numbers
+        if logs is not None:
+            logs["val_mask_mAP50"] = numbers["mAP@0.5"]
+            logs["val_mask_mAP"] = numbers["mAP@[.5:.95]"]
+        elapsed = time.monotonic() - self._start
+        self.reached = all(numbers[name] >= target for name, target in self.targets.items())
+        if self.reached:
+            self.model.stop_training = True
+            outlook = "targets reached, stopping"
+        else:
+            outlook = self._time_left(epoch, elapsed)
+        self.print_fn(
+            f"Epoch {epoch + 1}: held-out mask mAP@0.5 {numbers['mAP@0.5']:.3f} "
+            f"(target {self.targets['mAP@0.5']:.2f}), mAP@[.5:.95] {numbers['mAP@[.5:.95]']:.3f} "
+            f"(target {self.targets['mAP@[.5:.95]']:.2f}); "
+            + (f"{self._images:,} images in " if self._train_batch else "")
+            + f"{elapsed / 60:.1f} min; {outlook}"
+        )
+
+    def _time_left(self, epoch: int, elapsed: float) -> str:
+        """'about N min left' from the last three epochs' progress, or why there is no estimate yet."""
+        epochs = sorted(self.history)[-3:]
+        if len(epochs) < 3:
+            return "estimate of the time left after 3 epochs"
+        per_epoch = elapsed / len(self.history)
+        needed = 0.0
+        for name, target in self.targets.items():
+            first, last = self.history[epochs[0]][name], self.history[epochs[-1]][name]
+            gain = (last - first) / (len(epochs) - 1)
+            if last >= target:
+                continue
+            if gain <= 0:
+                return "no estimate of the time left (mAP did not rise over the last 3 epochs)"
+            needed = max(needed, (target - last) / gain)
+        return f"about {max(1.0, needed) * per_epoch / 60:.0f} min left"
 
 
 def evaluate_map(

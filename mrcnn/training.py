@@ -17,6 +17,7 @@ import json
 import math
 import os
 import time
+import warnings
 
 import keras
 import numpy as np
@@ -258,6 +259,22 @@ def shared_seed(strategy):
     return int(total.numpy())
 
 
+def warn_if_bf16_is_slow() -> bool:
+    """Warn (and return True) when no GPU is visible and the CPU has no bf16 instructions that oneDNN may
+    use: mixed_bfloat16 is then emulated and slower than float32."""
+    from mrcnn.kernels import cpu
+
+    if tf.config.list_logical_devices("GPU") or cpu.has_bf16() is not False:
+        return False
+    warnings.warn(
+        "MIXED_PRECISION='mixed_bfloat16' on a CPU without bf16 instructions (AVX-512 BF16 or AMX; or "
+        "ONEDNN_MAX_CPU_ISA caps them away): bfloat16 is emulated here and slower than float32. "
+        "Use MIXED_PRECISION = None.",
+        stacklevel=4,
+    )
+    return True
+
+
 @contextlib.contextmanager
 def dtype_policy_scope(policy):
     """Make ``policy`` (e.g. "mixed_bfloat16") Keras' global dtype policy inside the block, then restore.
@@ -268,6 +285,8 @@ def dtype_policy_scope(policy):
     if policy is None:
         yield
         return
+    if policy == "mixed_bfloat16":
+        warn_if_bf16_is_slow()
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy(policy)
     try:

@@ -1,6 +1,6 @@
 """The ``mrcnn`` command: demo, train, detect, evaluate, export and inspect-weights.
 
-    mrcnn demo --minutes 15
+    mrcnn demo
     mrcnn detect photos/ --weights mask_rcnn_coco.h5 --out detections
     mrcnn inspect-weights mask_rcnn_coco.h5
 
@@ -84,8 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = add(
         "demo",
         "train a small model on synthetic shapes, evaluate it and draw its detections",
-        "The README's main job: train from scratch on synthetic shapes for --minutes, print mask mAP "
-        "on 100 held-out images and write OUT/shapes_detections.png.",
+        "The README's main job: train from scratch on synthetic shapes until the validation mask mAP "
+        "reaches --target (or for --minutes / --epochs), print mask mAP on 100 held-out images and write "
+        "OUT/shapes_detections.png.",
     )
     p.add_argument("--logs", default="logs", help="log and checkpoint directory (default: logs)")
     p.add_argument("--out", default=None, help="folder for shapes_detections.png (default: --logs)")

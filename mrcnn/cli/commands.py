@@ -335,6 +335,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         args.images,
         args.weights,
         out,
+        shapes_demo.target_of(args),
     )
     return EXIT_OK
 

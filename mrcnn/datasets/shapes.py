@@ -164,9 +164,10 @@ def small_backbone(input_image, stage5=True, train_bn=None):
     import keras
 
     from mrcnn.backbone import BatchNorm
+    from mrcnn.conv import Conv2D
 
     def conv_bn_relu(x, filters, strides, name):
-        x = keras.layers.Conv2D(filters, 3, strides=strides, padding="same", use_bias=False, name=name)(x)
+        x = Conv2D(filters, 3, strides=strides, padding="same", use_bias=False, name=name)(x)
         x = BatchNorm(name=name + "_bn")(x, training=train_bn)
         return keras.layers.Activation("relu", name=name + "_relu")(x)
 

@@ -25,29 +25,41 @@ from collections.abc import Callable
 
 import keras
 import tensorflow as tf
+from tensorflow.python.eager import record  # whether a gradient tape records (no public equivalent)
 
 from mrcnn.boxes import nms_corners_and_area_graph, nms_iou_graph
-from mrcnn.kernels import fused_bn, nms, portable_ops, roi_matmul, sparse_conv, switch, winograd
+from mrcnn.kernels import autotune, fused_bn, nms, portable_ops, roi_matmul, sparse_conv, switch, winograd
 from mrcnn.kernels.optimizer import ClippedMomentumSGD
 
 
-def uses_winograd(layer) -> bool:
-    """Whether ``layer`` (a Keras Conv2D) convolves by Winograd in the graph being traced."""
-    return switch.enabled() and winograd.fits(layer)
+def uses_winograd(layer, input_shape=None) -> bool:
+    """Whether ``layer`` (a Keras Conv2D) convolves by Winograd in the graph being traced: where it fits
+    and, for inputs of ``input_shape`` [N, H, W, C], measured faster than TensorFlow's convolution on this
+    CPU (forward, or forward and backward when a gradient tape is recording)."""
+    if not (switch.enabled("winograd") and winograd.fits(layer)):
+        return False
+    if input_shape is None:
+        return True
+    with_gradient = record.could_possibly_record() and layer.trainable
+    problem = (
+        f"winograd_conv3x3 {winograd.timing_shape(input_shape)}->{layer.filters} "
+        f"{'forward+backward' if with_gradient else 'forward'}"
+    )
+    return autotune.faster(problem, lambda: winograd.timing_pair(input_shape, layer.filters, with_gradient))
 
 
 def uses_sparse_gradient(layer) -> bool:
     """Whether ``layer`` (a Conv2D declared with ``sparse_output_gradient``) gets the sparse backward pass."""
     return (
         getattr(layer, "sparse_output_gradient", False)
-        and switch.enabled_by_environment()
+        and switch.enabled_by_environment("sparse_conv")
         and sparse_conv.fits(layer)
     )
 
 
 def convolution(layer, inputs, kernel, default: Callable):
     """``layer.convolution_op(inputs, kernel)``: Winograd's F(2x2, 3x3) where it applies, else ``default``."""
-    if uses_winograd(layer):
+    if uses_winograd(layer, inputs.shape):
         return winograd.winograd_conv3x3(inputs, kernel)
     return default(inputs, kernel)
 
@@ -62,7 +74,7 @@ def conv2d(layer, inputs, default: Callable):
 
 def per_roi_conv2d(layer, inputs, default: Callable):
     """A per-RoI convolution of [B, R, h, w, C] inputs: one matmul when its window covers each RoI."""
-    if switch.enabled_by_environment() and roi_matmul.fits(layer, inputs.shape):
+    if switch.enabled_by_environment("roi_matmul") and roi_matmul.fits(layer, inputs.shape):
         return roi_matmul.roi_conv_as_matmul(layer, inputs)
     return default(inputs)
 
@@ -70,7 +82,12 @@ def per_roi_conv2d(layer, inputs, default: Callable):
 def batch_norm(layer, inputs, training, default: Callable):
     """``layer(inputs, training)`` for a BatchNormalization: training-mode statistics by the fused kernel
     where it applies, else ``default(inputs, training=training)``."""
-    if training and layer.trainable and switch.enabled_by_environment() and fused_bn.fits(layer, inputs):
+    if (
+        training
+        and layer.trainable
+        and switch.enabled_by_environment("fused_bn")
+        and fused_bn.fits(layer, inputs)
+    ):
         return fused_bn.fused_batch_norm_training(layer, inputs)
     return default(inputs, training=training)
 
@@ -82,7 +99,7 @@ def nms_indices(boxes, max_output_size: int, iou_threshold: float):
     left when fewer are kept. The blocked XLA kernel on CPU, else TensorFlow's ``NonMaxSuppressionV4``
     (an op ONNX, TFLite and OpenVINO have); both select the same boxes.
     """
-    if switch.enabled():
+    if switch.enabled("nms"):
         return nms.blocked_nms(boxes, int(max_output_size), float(iou_threshold))
     count = tf.shape(boxes)[0]
     order = -tf.cast(tf.range(count), tf.float32)  # the given order, ties impossible
@@ -139,5 +156,7 @@ def per_class_nms(boxes, class_ids, scores, num_classes: int, max_output_size: i
 def momentum_sgd(learning_rate: float, momentum: float, clipnorm: float | None) -> keras.optimizers.Optimizer:
     """Keras' SGD with momentum and per-tensor ``clipnorm``: the fused ``ClippedMomentumSGD`` (same update)
     unless the switch is off for the process."""
-    optimizer_class = ClippedMomentumSGD if switch.enabled_by_environment() else keras.optimizers.SGD
+    optimizer_class = (
+        ClippedMomentumSGD if switch.enabled_by_environment("optimizer") else keras.optimizers.SGD
+    )
     return optimizer_class(learning_rate=learning_rate, momentum=momentum, clipnorm=clipnorm)

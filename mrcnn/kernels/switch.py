@@ -1,8 +1,9 @@
 """The one switch of mrcnn's CPU kernels.
 
 The kernels are on unless one of these turns them off:
-- the environment variable ``MRCNN_CPU_KERNELS=0`` (read once per process; ``MRCNN_WINOGRAD=0``, its
-  older name, still works and warns);
+- the environment variable ``MRCNN_CPU_KERNELS`` (read once per process): ``0`` turns all off, a
+  comma-separated list of ``KERNELS`` names keeps only those on (``MRCNN_CPU_KERNELS=winograd,nms``), and
+  ``1`` or unset keeps all on; ``MRCNN_WINOGRAD=0``, its older name for ``0``, still works and warns;
 - for the two XLA-compiled kernels (Winograd and the blocked NMS) also: a ``disabled()`` block, for
   graphs traced inside it (``export_saved_model`` traces its SavedModel inside one, so exported graphs
   need no XLA at serving time), and a GPU visible to TensorFlow (cuDNN and TensorFlow's GPU NMS choose
@@ -22,19 +23,39 @@ import tensorflow as tf
 
 _state = {"enabled": True, "portable": False}
 
+# The kernels' names in MRCNN_CPU_KERNELS (modules of mrcnn.kernels).
+KERNELS = ("winograd", "sparse_conv", "fused_bn", "roi_matmul", "nms", "optimizer")
+
 
 @functools.cache
-def enabled_by_environment() -> bool:
-    """False when MRCNN_CPU_KERNELS=0 (or the deprecated MRCNN_WINOGRAD=0) is set for the process."""
+def _kernels_from_environment() -> frozenset:
     if os.environ.get("MRCNN_WINOGRAD") == "0":
         warnings.warn(
             "MRCNN_WINOGRAD=0 is deprecated: it now turns off all of mrcnn's CPU kernels; "
             "use MRCNN_CPU_KERNELS=0.",
             FutureWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
-        return False
-    return os.environ.get("MRCNN_CPU_KERNELS", "1") != "0"
+        return frozenset()
+    value = os.environ.get("MRCNN_CPU_KERNELS", "1").strip()
+    if value in ("1", ""):
+        return frozenset(KERNELS)
+    if value == "0":
+        return frozenset()
+    names = {name.strip() for name in value.split(",") if name.strip()}
+    unknown = sorted(names - set(KERNELS))
+    if unknown:
+        raise ValueError(
+            f"MRCNN_CPU_KERNELS names unknown kernels {unknown}: use 0, 1 or a comma-separated list of "
+            f"{', '.join(KERNELS)}."
+        )
+    return frozenset(names)
+
+
+def enabled_by_environment(kernel: str | None = None) -> bool:
+    """False when MRCNN_CPU_KERNELS turns ``kernel`` (one of ``KERNELS``; None: all of them) off."""
+    on = _kernels_from_environment()
+    return bool(on) if kernel is None else kernel in on
 
 
 @contextlib.contextmanager
@@ -66,9 +87,10 @@ def is_portable() -> bool:
     return _state["portable"]
 
 
-def enabled() -> bool:
-    """True when a graph traced now may use the XLA-compiled kernels: not switched off, no GPU visible."""
-    return _state["enabled"] and enabled_by_environment() and not _gpu_visible()
+def enabled(kernel: str | None = None) -> bool:
+    """True when a graph traced now may use the XLA-compiled kernels (``kernel``: "winograd" or "nms";
+    None: any): not switched off, no GPU visible."""
+    return _state["enabled"] and enabled_by_environment(kernel) and not _gpu_visible()
 
 
 @functools.cache

@@ -192,3 +192,45 @@ def winograd_conv3x3(inputs, kernel):
         # tf.slice, not outputs[:batch, ...]: StridedSlice's gradient kernel is ~30x slower than Slice's.
         outputs = tf.slice(outputs, [0, 0, 0, 0], tf.stack([batch, height, width, -1]))
     return tf.ensure_shape(outputs, static_shape)  # the XLA functions' traces leave shapes unknown
+
+
+# Timing problems of ``timing_pair`` hold about this many output positions (at most 64x64 per image), so
+# one measurement costs milliseconds to a tenth of a second while keeping the per-position costs.
+_TIMING_POSITIONS = 4096
+_TIMING_SIDE = 64
+
+
+def timing_shape(input_shape) -> list[int]:
+    """The [N, H, W, C] input of the timing problem for a convolution of ``input_shape`` (None = unknown):
+    H and W capped at 64, N images enough for about 4,096 positions (at most the known batch)."""
+    height = min(input_shape[1] or _TIMING_SIDE, _TIMING_SIDE)
+    width = min(input_shape[2] or _TIMING_SIDE, _TIMING_SIDE)
+    batch = max(1, -(-_TIMING_POSITIONS // (height * width)))
+    if input_shape[0] is not None:
+        batch = min(batch, int(input_shape[0]))
+    return [batch, height, width, int(input_shape[3])]
+
+
+def timing_pair(input_shape, filters: int, with_gradient: bool):
+    """(winograd, default): zero-argument functions that run ``winograd_conv3x3`` and TensorFlow's
+    convolution on random data of ``timing_shape(input_shape)`` -> ``filters`` channels (forward, or
+    forward and both gradients), for ``autotune.faster``."""
+    shape = timing_shape(input_shape)
+    inputs = tf.random.normal(shape)
+    kernel = tf.random.normal([3, 3, shape[3], filters], stddev=0.05)
+    upstream = tf.random.normal(shape[:3] + [filters])
+
+    def runner(conv):
+        @tf.function
+        def run():
+            if not with_gradient:
+                return tf.reduce_sum(conv(inputs, kernel))
+            with tf.GradientTape() as tape:
+                tape.watch([inputs, kernel])
+                outputs = conv(inputs, kernel)
+            grad_inputs, grad_kernel = tape.gradient(outputs, [inputs, kernel], output_gradients=upstream)
+            return tf.reduce_sum(grad_inputs) + tf.reduce_sum(grad_kernel)
+
+        return run
+
+    return runner(winograd_conv3x3), runner(lambda x, k: tf.nn.conv2d(x, k, 1, "SAME"))

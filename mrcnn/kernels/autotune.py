@@ -1,0 +1,155 @@
+"""Measured kernel choices: a fast path runs only where it measured faster than TensorFlow's kernel.
+
+A kernel that wins on one CPU can lose on another. Winograd's 3x3 convolution, for one, beats oneDNN's
+convolution 2-4x on AVX2 CPUs (where oneDNN convolves by im2col + GEMM) but loses to oneDNN's AVX-512/AMX
+kernel on a 256x256 map with 64 channels. So the first time a graph needs a choice for one problem (a
+kernel and its shapes), ``faster`` times the fast path and TensorFlow's kernel on random data of that
+shape, alternating them, and keeps the fast path only when its best time is at least 5% below the
+default's. Choices are kept for the process and in a JSON file per machine (CPU model, ISA caps, thread
+count and TensorFlow version), so later processes skip the timing:
+
+- ``MRCNN_KERNEL_CACHE``: the file (default ``$XDG_CACHE_HOME/mrcnn/kernel_choices.json``, else
+  ``~/.cache/mrcnn/kernel_choices.json``); ``0`` keeps choices in memory only.
+- ``MRCNN_MEASURE_KERNELS=0``: no timing; every fast path runs wherever it fits (deterministic, as the
+  tests use it).
+"""
+
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import tensorflow as tf
+
+# A fast path must be at least this much faster than the default to be chosen (timing noise guard).
+MARGIN = 0.95
+ROUNDS = 5
+
+_choices: dict[str, bool] = {}
+_state = {"disk": None, "announced": False}
+
+
+def measuring() -> bool:
+    """False when MRCNN_MEASURE_KERNELS=0: fast paths are then used wherever they fit."""
+    return os.environ.get("MRCNN_MEASURE_KERNELS", "1") != "0"
+
+
+def cache_path() -> Path | None:
+    """The JSON file that keeps measured choices across processes, or None (MRCNN_KERNEL_CACHE=0)."""
+    value = os.environ.get("MRCNN_KERNEL_CACHE")
+    if value == "0":
+        return None
+    if value:
+        return Path(value).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "mrcnn" / "kernel_choices.json"
+
+
+def machine_key() -> str:
+    """What a measured choice depends on: CPU model, ISA caps, oneDNN switch, threads, TF version."""
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    threads = tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count()
+    caps = [
+        os.environ.get("ONEDNN_MAX_CPU_ISA", ""),
+        os.environ.get("TF_ENABLE_ONEDNN_OPTS", ""),
+        " ".join(f for f in os.environ.get("XLA_FLAGS", "").split() if "max_isa" in f),
+    ]
+    return f"{model} | caps {'/'.join(caps)} | {threads} threads | tf {tf.__version__}"
+
+
+def _disk() -> dict:
+    if _state["disk"] is None:
+        _state["disk"] = {}
+        path = cache_path()
+        if path is not None and path.is_file():
+            try:
+                _state["disk"] = json.loads(path.read_text())
+            except (OSError, ValueError) as error:
+                warnings.warn(f"mrcnn: ignoring unreadable kernel-choice cache {path}: {error}", stacklevel=3)
+    return _state["disk"]
+
+
+def _save(problem: str, record: dict) -> None:
+    """Add one measured choice to the cache file (temporary file + rename, so readers never see half)."""
+    disk = _disk()
+    disk.setdefault(machine_key(), {})[problem] = record
+    path = cache_path()
+    if path is None:
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as handle:
+            json.dump(disk, handle, indent=1, sort_keys=True)
+        os.replace(handle.name, path)
+    except OSError as error:
+        warnings.warn(
+            f"mrcnn: cannot write the kernel-choice cache {path} ({error}); choices are measured again in "
+            "every process. Set MRCNN_KERNEL_CACHE to a writable file, or 0.",
+            stacklevel=3,
+        )
+
+
+def _seconds(run: Callable[[], tf.Tensor]) -> float:
+    start = time.perf_counter()
+    run().numpy()
+    return time.perf_counter() - start
+
+
+def measure(fast: Callable[[], tf.Tensor], default: Callable[[], tf.Tensor], rounds: int = ROUNDS):
+    """Best-of-``rounds`` seconds of ``fast`` and ``default`` (each returns a small tensor), alternated
+    after one untimed call of each (tracing, XLA compilation)."""
+    fast().numpy()
+    default().numpy()
+    fast_times, default_times = [], []
+    for _ in range(rounds):
+        fast_times.append(_seconds(fast))
+        default_times.append(_seconds(default))
+    return min(fast_times), min(default_times)
+
+
+def faster(problem: str, build: Callable[[], tuple[Callable, Callable]]) -> bool:
+    """Whether the fast path of ``problem`` (a string naming the kernel and its shapes) is to be used.
+
+    build: returns (fast, default), two zero-argument callables that run one instance of the problem
+    eagerly and return a small tensor. Called (and timed) only when no choice is known for this machine;
+    runs eagerly even while a graph is being traced.
+    """
+    if not measuring():
+        return True
+    if problem in _choices:
+        return _choices[problem]
+    known = _disk().get(machine_key(), {}).get(problem)
+    if known is not None:
+        _choices[problem] = bool(known["fast"])
+        return _choices[problem]
+    if not _state["announced"]:
+        _state["announced"] = True
+        where = cache_path() or "memory only"
+        print(
+            f"mrcnn: timing fast kernels against TensorFlow's on this CPU, once per shape (cache: {where})",
+            file=sys.stderr,
+        )
+    with tf.init_scope():
+        fast_seconds, default_seconds = measure(*build())
+    choice = fast_seconds <= MARGIN * default_seconds
+    _choices[problem] = choice
+    _save(problem, {"fast": choice, "fast_s": round(fast_seconds, 6), "default_s": round(default_seconds, 6)})
+    return choice
+
+
+def forget() -> None:
+    """Drop the choices held in memory (the cache file stays); the next lookups read it again."""
+    _choices.clear()
+    _state["disk"] = None
