@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 
 from mrcnn.conv import Conv2D
-from mrcnn.kernels import autotune, cpu, select, switch, winograd
+from mrcnn.kernels import autotune, conv_timing, cpu, select, switch, winograd4
 
 
 @pytest.fixture
@@ -50,14 +50,22 @@ def test_faster_keeps_the_fast_path_only_where_it_wins(measured):
     assert calls == {"fast": autotune.ROUNDS + 1, "default": autotune.ROUNDS + 1}
     assert autotune.faster("toy fast", lambda: pytest.fail("measured twice")) is True
     saved = json.loads(measured.read_text())[autotune.machine_key()]
-    assert saved["toy fast"]["fast"] is True and saved["toy slow"]["fast"] is False
-    assert saved["toy slow"]["fast_s"] > saved["toy slow"]["default_s"]
+    assert saved["toy fast"]["choice"] == "fast" and saved["toy slow"]["choice"] == "default"
+    assert saved["toy slow"]["seconds"]["fast"] > saved["toy slow"]["seconds"]["default"]
+
+
+def test_choose_takes_the_fastest_of_several(measured):
+    (slow, default), _ = _pair(30, 20)
+    (quick, _), _ = _pair(1, 1)
+    (middle, _), _ = _pair(10, 1)
+    runs = {"slow": slow, "middle": middle, "quick": quick, "default": default}
+    assert autotune.choose("toy three", lambda: runs) == "quick"
 
 
 def test_choices_survive_the_process_in_the_cache_file(measured):
-    measured.write_text(json.dumps({autotune.machine_key(): {"toy": {"fast": False}}}))
+    measured.write_text(json.dumps({autotune.machine_key(): {"toy": {"choice": "default"}}}))
     assert autotune.faster("toy", lambda: pytest.fail("should come from the file")) is False
-    other_machine = {"another CPU": {"toy": {"fast": True}}}
+    other_machine = {"another CPU": {"toy": {"choice": "fast"}}}
     measured.write_text(json.dumps(other_machine))
     autotune.forget()
     (fast, default), calls = _pair(1, 40)
@@ -73,37 +81,59 @@ def test_unreadable_cache_warns_and_measures(measured):
     assert calls["default"] > 0
 
 
-def test_no_measuring_uses_every_fast_path(monkeypatch):
+def test_no_measuring_uses_the_first_fast_path(monkeypatch):
     monkeypatch.setenv("MRCNN_MEASURE_KERNELS", "0")
     autotune.forget()
-    assert autotune.faster("anything", lambda: pytest.fail("must not measure")) is True
+    untimed = {"first": lambda: pytest.fail("must not run"), "second": None, "default": None}
+    assert autotune.choose("anything", lambda: untimed) == "first"
 
 
 def test_winograd_follows_the_measured_choice(measured, monkeypatch):
-    """uses_winograd asks autotune about this shape (forward only without a tape) and obeys it."""
+    """conv3x3_method asks autotune about this shape (F(4x4) only without a tape) and the layer obeys."""
     layer = Conv2D(8, 3, padding="same")
     layer.build((None, 16, 16, 4))
-    asked = []
-    monkeypatch.setattr(autotune, "faster", lambda problem, build: asked.append(problem) or False)
+    asked, answer = [], {"method": "default"}
+
+    def choose(problem, build):
+        asked.append((problem, sorted(build())))
+        return answer["method"]
+
+    monkeypatch.setattr(autotune, "choose", choose)
     assert select.uses_winograd(layer, tf.TensorShape([2, 16, 16, 4])) is False
-    assert asked == ["winograd_conv3x3 [2, 16, 16, 4]->8 forward"]
+    assert asked == [("conv3x3 [2, 16, 16, 4]->8 forward", ["default", "winograd", "winograd4"])]
     inputs = tf.random.normal([2, 16, 16, 4])
-    np.testing.assert_allclose(
-        layer(inputs), tf.nn.conv2d(inputs, layer.kernel, 1, "SAME") + layer.bias, atol=1e-5
-    )
+    expected = tf.nn.conv2d(inputs, layer.kernel, 1, "SAME") + layer.bias
+    for method in ("default", "winograd", "winograd4"):
+        answer["method"] = method
+        np.testing.assert_allclose(layer(inputs), expected, atol=1e-4)
     with tf.GradientTape():
         select.uses_winograd(layer, tf.TensorShape([2, 16, 16, 4]))
-    assert asked[-1].endswith("forward+backward")
+    assert asked[-1] == ("conv3x3 [2, 16, 16, 4]->8 forward+backward", ["default", "winograd"])
 
 
-def test_timing_problem_matches_tensorflow():
-    """The timing pair computes the same numbers by both kernels, on a capped, representative shape."""
-    assert winograd.timing_shape([None, 256, 256, 64]) == [1, 64, 64, 64]
-    assert winograd.timing_shape([None, 14, 14, 256]) == [21, 14, 14, 256]
-    assert winograd.timing_shape([8, 4, 4, 32]) == [8, 4, 4, 32]
+def test_timing_problems_match_tensorflow():
+    """The timing runners compute the same numbers by every kernel, on a capped, representative shape."""
+    assert conv_timing.timing_shape([None, 256, 256, 64]) == [1, 128, 128, 64]
+    assert conv_timing.timing_shape([None, 14, 14, 256]) == [84, 14, 14, 256]
+    assert conv_timing.timing_shape([8, 4, 4, 32]) == [8, 4, 4, 32]
     for with_gradient in (False, True):
-        fast, default = winograd.timing_pair([None, 12, 12, 8], 16, with_gradient)
-        np.testing.assert_allclose(fast().numpy(), default().numpy(), rtol=1e-4, atol=1e-2)
+        runs = conv_timing.conv3x3_runners([None, 12, 12, 8], 16, with_gradient)
+        assert ("winograd4" in runs) is not with_gradient
+        reference = runs.pop("default")().numpy()
+        for run in runs.values():
+            np.testing.assert_allclose(run().numpy(), reference, rtol=1e-4, atol=1e-2)
+
+
+@pytest.mark.parametrize("shape", [(1, 9, 7, 5), (2, 16, 16, 8), (1, 13, 14, 3), (3, 1, 1, 4), (1, 4, 8, 2)])
+def test_winograd4_equals_the_direct_convolution(shape):
+    """F(4x4, 3x3) on odd, even, tiny and tile-multiple sizes: the 'same' convolution to float32 rounding."""
+    rng = np.random.default_rng(sum(shape))
+    inputs = rng.normal(size=shape).astype(np.float32)
+    kernel = rng.normal(size=(3, 3, shape[3], 6)).astype(np.float32)
+    expected = tf.nn.conv2d(inputs, kernel, 1, "SAME").numpy()
+    got = winograd4.winograd_conv3x3_f4(tf.constant(inputs), tf.constant(kernel)).numpy()
+    assert got.shape == expected.shape
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5 * np.abs(expected).max())
 
 
 def test_kernel_list_in_the_environment():

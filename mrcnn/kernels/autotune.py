@@ -3,15 +3,15 @@
 A kernel that wins on one CPU can lose on another. Winograd's 3x3 convolution, for one, beats oneDNN's
 convolution 2-4x on AVX2 CPUs (where oneDNN convolves by im2col + GEMM) but loses to oneDNN's AVX-512/AMX
 kernel on a 256x256 map with 64 channels. So the first time a graph needs a choice for one problem (a
-kernel and its shapes), ``faster`` times the fast path and TensorFlow's kernel on random data of that
-shape, alternating them, and keeps the fast path only when its best time is at least 5% below the
-default's. Choices are kept for the process and in a JSON file per machine (CPU model, ISA caps, thread
-count and TensorFlow version), so later processes skip the timing:
+kernel and its shapes), ``choose`` times the fast paths and TensorFlow's kernel on random data of that
+shape, in turn, and keeps a fast path only when its best time is at least 5% below the default's (the
+fastest, where several compete). Choices are kept for the process and in a JSON file per machine (CPU
+model, ISA caps, thread count and TensorFlow version), so later processes skip the timing:
 
 - ``MRCNN_KERNEL_CACHE``: the file (default ``$XDG_CACHE_HOME/mrcnn/kernel_choices.json``, else
   ``~/.cache/mrcnn/kernel_choices.json``); ``0`` keeps choices in memory only.
-- ``MRCNN_MEASURE_KERNELS=0``: no timing; every fast path runs wherever it fits (deterministic, as the
-  tests use it).
+- ``MRCNN_MEASURE_KERNELS=0``: no timing; the first fast path listed runs wherever it fits
+  (deterministic, as the tests use it).
 """
 
 import json
@@ -28,7 +28,7 @@ import tensorflow as tf
 
 # A fast path must be at least this much faster than the default to be chosen (timing noise guard).
 MARGIN = 0.95
-ROUNDS = 5
+ROUNDS = 3
 
 _choices: dict[str, bool] = {}
 _state = {"disk": None, "announced": False}
@@ -107,33 +107,38 @@ def _seconds(run: Callable[[], tf.Tensor]) -> float:
     return time.perf_counter() - start
 
 
-def measure(fast: Callable[[], tf.Tensor], default: Callable[[], tf.Tensor], rounds: int = ROUNDS):
-    """Best-of-``rounds`` seconds of ``fast`` and ``default`` (each returns a small tensor), alternated
-    after one untimed call of each (tracing, XLA compilation)."""
-    fast().numpy()
-    default().numpy()
-    fast_times, default_times = [], []
+def measure(runs: dict[str, Callable[[], tf.Tensor]], rounds: int = ROUNDS) -> dict[str, float]:
+    """Best-of-``rounds`` seconds of each run (each returns a small tensor), taken in turn after one
+    untimed call of each (tracing, XLA compilation)."""
+    for run in runs.values():
+        run().numpy()
+    times = {name: [] for name in runs}
     for _ in range(rounds):
-        fast_times.append(_seconds(fast))
-        default_times.append(_seconds(default))
-    return min(fast_times), min(default_times)
+        for name, run in runs.items():
+            times[name].append(_seconds(run))
+    return {name: min(values) for name, values in times.items()}
 
 
-def faster(problem: str, build: Callable[[], tuple[Callable, Callable]]) -> bool:
-    """Whether the fast path of ``problem`` (a string naming the kernel and its shapes) is to be used.
+def choose(problem: str, build: Callable[[], dict[str, Callable[[], tf.Tensor]]]) -> str:
+    """The name of the kernel to use for ``problem`` (a string naming the computation and its shapes).
 
-    build: returns (fast, default), two zero-argument callables that run one instance of the problem
-    eagerly and return a small tensor. Called (and timed) only when no choice is known for this machine;
-    runs eagerly even while a graph is being traced.
+    build: returns {name: run} for the candidates, one of them named "default" (TensorFlow's kernel);
+    each run is a zero-argument callable that computes one instance of the problem eagerly and returns a
+    small tensor. Called (and timed) only when no choice is known for this machine; runs eagerly even
+    while a graph is being traced. A fast path is chosen only when its best time is at most ``MARGIN``
+    times the default's; among those, the fastest. Without measuring (MRCNN_MEASURE_KERNELS=0) the first
+    non-default candidate wins.
     """
-    if not measuring():
-        return True
     if problem in _choices:
         return _choices[problem]
-    known = _disk().get(machine_key(), {}).get(problem)
+    known = _disk().get(machine_key(), {}).get(problem) if measuring() else None
     if known is not None:
-        _choices[problem] = bool(known["fast"])
+        _choices[problem] = known["choice"]
         return _choices[problem]
+    with tf.init_scope():  # eager, even while a graph is traced
+        runs = build()
+    if not measuring():
+        return next(name for name in runs if name != "default")
     if not _state["announced"]:
         _state["announced"] = True
         where = cache_path() or "memory only"
@@ -142,11 +147,18 @@ def faster(problem: str, build: Callable[[], tuple[Callable, Callable]]) -> bool
             file=sys.stderr,
         )
     with tf.init_scope():
-        fast_seconds, default_seconds = measure(*build())
-    choice = fast_seconds <= MARGIN * default_seconds
+        seconds = measure(runs)
+    limit = MARGIN * seconds["default"]
+    winners = {name: s for name, s in seconds.items() if name != "default" and s <= limit}
+    choice = min(winners, key=winners.get) if winners else "default"
     _choices[problem] = choice
-    _save(problem, {"fast": choice, "fast_s": round(fast_seconds, 6), "default_s": round(default_seconds, 6)})
+    _save(problem, {"choice": choice, "seconds": {name: round(s, 6) for name, s in seconds.items()}})
     return choice
+
+
+def faster(problem: str, build: Callable[[], tuple[Callable, Callable]]) -> bool:
+    """``choose`` for one fast path: build returns (fast, default); True when the fast path is chosen."""
+    return choose(problem, lambda: dict(zip(("fast", "default"), build()))) == "fast"
 
 
 def forget() -> None:

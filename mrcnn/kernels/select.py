@@ -3,8 +3,10 @@
 Each function here takes what the model's layer computes (a convolution, a batch norm, an NMS) and the
 layer's own default implementation, and returns the result of the kernel chosen for this trace:
 
-- 3x3 float32 convolutions (FPN outputs, mask head, RPN forward): ``winograd``, when the switch is on,
-  no GPU is visible and ``winograd.fits`` the layer;
+- 3x3 float32 convolutions (backbone, FPN outputs, mask head, RPN forward): ``winograd`` (F(2x2, 3x3))
+  or, where no gradient is recorded, ``winograd4`` (F(4x4, 3x3)), when the switch is on, no GPU is
+  visible, ``winograd.fits`` the layer and that form timed fastest for the layer's shape on this CPU
+  (``autotune``; TensorFlow's convolution otherwise);
 - the RPN shared convolution's backward pass (``sparse_output_gradient``): ``sparse_conv``, unless
   MRCNN_CPU_KERNELS=0, when ``sparse_conv.fits``;
 - training-mode BatchNorm: ``fused_bn``, unless MRCNN_CPU_KERNELS=0, when ``fused_bn.fits``;
@@ -28,24 +30,43 @@ import tensorflow as tf
 from tensorflow.python.eager import record  # whether a gradient tape records (no public equivalent)
 
 from mrcnn.boxes import nms_corners_and_area_graph, nms_iou_graph
-from mrcnn.kernels import autotune, fused_bn, nms, portable_ops, roi_matmul, sparse_conv, switch, winograd
+from mrcnn.kernels import (
+    autotune,
+    conv_timing,
+    fused_bn,
+    nms,
+    portable_ops,
+    roi_matmul,
+    sparse_conv,
+    switch,
+    winograd,
+    winograd4,
+)
 from mrcnn.kernels.optimizer import ClippedMomentumSGD
 
 
-def uses_winograd(layer, input_shape=None) -> bool:
-    """Whether ``layer`` (a Keras Conv2D) convolves by Winograd in the graph being traced: where it fits
-    and, for inputs of ``input_shape`` [N, H, W, C], measured faster than TensorFlow's convolution on this
-    CPU (forward, or forward and backward when a gradient tape is recording)."""
+def conv3x3_method(layer, input_shape=None) -> str:
+    """How ``layer`` (a Keras Conv2D) convolves in the graph being traced: "default" (TensorFlow),
+    "winograd" (F(2x2, 3x3)) or "winograd4" (F(4x4, 3x3), forward only). A Winograd form only where it
+    fits and, for inputs of ``input_shape`` [N, H, W, C], measured fastest on this CPU (forward, or forward
+    and backward when a gradient tape is recording and the layer trains)."""
     if not (switch.enabled("winograd") and winograd.fits(layer)):
-        return False
+        return "default"
     if input_shape is None:
-        return True
+        return "winograd"
     with_gradient = record.could_possibly_record() and layer.trainable
     problem = (
-        f"winograd_conv3x3 {winograd.timing_shape(input_shape)}->{layer.filters} "
+        f"conv3x3 {conv_timing.timing_shape(input_shape)}->{layer.filters} "
         f"{'forward+backward' if with_gradient else 'forward'}"
     )
-    return autotune.faster(problem, lambda: winograd.timing_pair(input_shape, layer.filters, with_gradient))
+    return autotune.choose(
+        problem, lambda: conv_timing.conv3x3_runners(input_shape, layer.filters, with_gradient)
+    )
+
+
+def uses_winograd(layer, input_shape=None) -> bool:
+    """Whether ``layer`` (a Keras Conv2D) convolves by a Winograd form (``conv3x3_method``)."""
+    return conv3x3_method(layer, input_shape) != "default"
 
 
 def uses_sparse_gradient(layer) -> bool:
@@ -58,9 +79,12 @@ def uses_sparse_gradient(layer) -> bool:
 
 
 def convolution(layer, inputs, kernel, default: Callable):
-    """``layer.convolution_op(inputs, kernel)``: Winograd's F(2x2, 3x3) where it applies, else ``default``."""
-    if uses_winograd(layer, inputs.shape):
+    """``layer.convolution_op(inputs, kernel)`` by the kernel ``conv3x3_method`` picks."""
+    method = conv3x3_method(layer, inputs.shape)
+    if method == "winograd":
         return winograd.winograd_conv3x3(inputs, kernel)
+    if method == "winograd4":
+        return winograd4.winograd_conv3x3_f4(inputs, kernel)
     return default(inputs, kernel)
 
 
