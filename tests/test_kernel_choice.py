@@ -180,3 +180,22 @@ def test_switch_names_match_modules():
 
     for name in switch.KERNELS:
         assert hasattr(package, name) or __import__(f"mrcnn.kernels.{name}")
+
+
+def test_measuring_inside_a_traced_training_step(measured):
+    """A choice needed while a tf.function traces under a recording tape is timed forward and backward
+    (in its own thread, where the tape is not paused), and the step's gradients come out."""
+    layer = Conv2D(6, 3, padding="same")
+    layer.build((None, 8, 8, 6))
+
+    @tf.function
+    def step(inputs):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(layer(inputs) ** 2)
+        return tape.gradient(loss, layer.trainable_variables)
+
+    gradients = step(tf.random.normal([4, 8, 8, 6]))
+    assert [tuple(g.shape) for g in gradients] == [(3, 3, 6, 6), (6,)]
+    saved = json.loads(measured.read_text())[autotune.machine_key()]
+    assert list(saved) == ["conv3x3 [4, 8, 8, 6]->6 forward+backward"]
+    assert set(saved["conv3x3 [4, 8, 8, 6]->6 forward+backward"]["seconds"]) == {"winograd", "default"}

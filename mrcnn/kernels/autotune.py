@@ -19,6 +19,7 @@ import os
 import platform
 import sys
 import tempfile
+import threading
 import time
 import warnings
 from collections.abc import Callable
@@ -124,10 +125,10 @@ def choose(problem: str, build: Callable[[], dict[str, Callable[[], tf.Tensor]]]
 
     build: returns {name: run} for the candidates, one of them named "default" (TensorFlow's kernel);
     each run is a zero-argument callable that computes one instance of the problem eagerly and returns a
-    small tensor. Called (and timed) only when no choice is known for this machine; runs eagerly even
-    while a graph is being traced. A fast path is chosen only when its best time is at most ``MARGIN``
-    times the default's; among those, the fastest. Without measuring (MRCNN_MEASURE_KERNELS=0) the first
-    non-default candidate wins.
+    small tensor. Called (and timed) only when no choice is known for this machine, in a thread of its
+    own, so it runs eagerly even while a graph is being traced. A fast path is chosen only when its best
+    time is at most ``MARGIN`` times the default's; among those, the fastest. Without measuring
+    (MRCNN_MEASURE_KERNELS=0) the first non-default candidate wins.
     """
     if problem in _choices:
         return _choices[problem]
@@ -135,10 +136,8 @@ def choose(problem: str, build: Callable[[], dict[str, Callable[[], tf.Tensor]]]
     if known is not None:
         _choices[problem] = known["choice"]
         return _choices[problem]
-    with tf.init_scope():  # eager, even while a graph is traced
-        runs = build()
     if not measuring():
-        return next(name for name in runs if name != "default")
+        return next(name for name in _in_fresh_thread(build) if name != "default")
     if not _state["announced"]:
         _state["announced"] = True
         where = cache_path() or "memory only"
@@ -146,14 +145,33 @@ def choose(problem: str, build: Callable[[], dict[str, Callable[[], tf.Tensor]]]
             f"mrcnn: timing fast kernels against TensorFlow's on this CPU, once per shape (cache: {where})",
             file=sys.stderr,
         )
-    with tf.init_scope():
-        seconds = measure(runs)
+    seconds = _in_fresh_thread(lambda: measure(build()))
     limit = MARGIN * seconds["default"]
     winners = {name: s for name, s in seconds.items() if name != "default" and s <= limit}
     choice = min(winners, key=winners.get) if winners else "default"
     _choices[problem] = choice
     _save(problem, {"choice": choice, "seconds": {name: round(s, 6) for name, s in seconds.items()}})
     return choice
+
+
+def _in_fresh_thread(function):
+    """``function()`` run in a new thread: eagerly, outside any graph being traced, strategy scope or
+    paused gradient tape of the calling thread (TensorFlow keeps those per thread; ``tf.init_scope``
+    would pause the tapes that a forward+backward problem needs). Exceptions are re-raised here."""
+    outcome = {}
+
+    def target():
+        try:
+            outcome["value"] = function()
+        except BaseException as error:  # re-raised in the caller's thread
+            outcome["error"] = error
+
+    thread = threading.Thread(target=target, name="mrcnn-kernel-timing")
+    thread.start()
+    thread.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
 
 
 def faster(problem: str, build: Callable[[], tuple[Callable, Callable]]) -> bool:
