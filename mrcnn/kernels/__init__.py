@@ -12,8 +12,8 @@ The model's layers (``mrcnn.conv.Conv2D``, ``mrcnn.heads.RoiConv2D``, ``mrcnn.ba
 is faster on some CPUs and slower on others (the 3x3 convolutions), ``autotune`` times the candidates
 once per shape and machine (``conv_timing`` builds the problems; ``cpu`` reads the CPU's flags).
 ``switch`` turns them all off for the process (``MRCNN_CPU_KERNELS=0``) or keeps a list of them on, and
-the XLA-compiled ones (Winograd, the blocked NMS) off while a graph is traced inside ``disabled()``, as the SavedModel export does.
-``portable()`` also swaps RoIAlign's ``CropAndResize``, the detection NMS and the proposal top-k for forms
+the XLA-compiled ones (Winograd, the blocked NMS) off while a graph is traced inside ``disabled()``, as
+the SavedModel export does. ``portable()`` also swaps RoIAlign's ``CropAndResize``, the detection NMS and the proposal top-k for forms
 that ONNX, TFLite and OpenVINO run well (``portable_ops``), as their exports need.
 """
 
