@@ -13,8 +13,9 @@ is faster on some CPUs and slower on others (the 3x3 convolutions), ``autotune``
 once per shape and machine (``conv_timing`` builds the problems; ``cpu`` reads the CPU's flags).
 ``switch`` turns them all off for the process (``MRCNN_CPU_KERNELS=0``) or keeps a list of them on, and
 the XLA-compiled ones (Winograd, the blocked NMS) off while a graph is traced inside ``disabled()``, as
-the SavedModel export does. ``portable()`` also swaps RoIAlign's ``CropAndResize``, the detection NMS and the proposal top-k for forms
-that ONNX, TFLite and OpenVINO run well (``portable_ops``), as their exports need.
+the SavedModel export does. ``portable()`` also swaps RoIAlign's ``CropAndResize``, the detection NMS
+and the proposal top-k for forms that ONNX, TFLite and OpenVINO run well (``portable_ops``), as their
+exports need.
 """
 
 from mrcnn.kernels.select import (
