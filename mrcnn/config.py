@@ -110,10 +110,6 @@ class Config:
     }
     # False trains the heads on RoIs given as an extra `input_roi` input instead of the RPN's.
     USE_RPN_ROIS = True
-    # Training: add the ground-truth boxes to the RPN's proposals before RoIs are sampled (torchvision
-    # does this; Matterport did not, hence False). The heads then train on exact positives from the first
-    # step, before the RPN has learned to propose them: training from scratch learns faster.
-    PROPOSALS_INCLUDE_GT = False
     # False freezes BatchNorm (moving statistics in training too); right for small batches.
     TRAIN_BN = False
     # Gradient norm clipping of the SGD optimizer.

@@ -182,8 +182,6 @@ def build_training_graph(config) -> MaskRCNNTrainer:
         input_rois = keras.Input(shape=[config.POST_NMS_ROIS_TRAINING, 4], name="input_roi", dtype="int32")
         inputs.append(input_rois)
         target_rois = NormBoxes(name="norm_input_roi")([input_rois, input_image])
-    if config.PROPOSALS_INCLUDE_GT:  # zero-padded GT rows are trimmed like padded proposals
-        target_rois = keras.layers.Concatenate(axis=1, name="proposals_with_gt")([target_rois, gt_boxes])
 
     rois, target_class_ids, target_bbox, target_mask = DetectionTargetLayer(config, name="proposal_targets")(
         [target_rois, input_gt_class_ids, gt_boxes, input_gt_masks]

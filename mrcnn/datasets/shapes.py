@@ -192,8 +192,8 @@ class ShapesFastConfig(ShapesConfig):
 
     Small backbone (``small_backbone``) with trained BatchNorm, a 64-channel pyramid, a 256-wide box
     head, a 64-channel mask head (Matterport's 256 channels make most of a CPU training step; figures
-    in benchmarks/README.md), fewer proposals and a 10x higher learning rate than Matterport's
-    fine-tuning default.
+    in benchmarks/README.md), fewer proposals and a 20x higher learning rate than Matterport's
+    fine-tuning default (0.02: learns about 1.4x more per image than 0.01 from scratch).
     """
 
     BACKBONE = small_backbone
@@ -209,7 +209,7 @@ class ShapesFastConfig(ShapesConfig):
     MAX_GT_INSTANCES = 8
     DETECTION_MAX_INSTANCES = 20
     DETECTION_MIN_CONFIDENCE = 0.5
-    LEARNING_RATE = 0.01
+    LEARNING_RATE = 0.02
 
 
 class ShapesInferenceConfig(ShapesFastConfig):
