@@ -9,8 +9,9 @@ machine: oneDNN in TensorFlow and torch (ONEDNN_MAX_CPU_ISA / DNNL_MAX_CPU_ISA),
 (ATEN_CPU_CAPABILITY), MKL (MKL_ENABLE_INSTRUCTIONS) and XLA's code generation (--xla_cpu_max_isa).
 What it does not cap, measured on a 2-core Xeon with AVX-512/AMX (2026-12-05): XLA's dot products (an
 XLA-compiled 2048x2048 fp32 matmul ran at 299 GFLOP/s natively and 289 with the caps, while oneDNN's fell
-from 325 to 172), and no cap lowers clock speed or memory bandwidth, so an AVX2-capped AVX-512 machine
-is not an AVX2 machine: a real 2-core AVX2 AMD EPYC measured 28 GFLOP/s. Use it for ratios, not times.
+from 325 to 172; mrcnn's XLA programs have no dot products), and no cap lowers clock speed or memory
+bandwidth, so an AVX2-capped AVX-512 machine is not an AVX2 machine: a real 2-core AVX2 AMD EPYC measured
+28 GFLOP/s. Use it for ratios, not times.
 """
 
 import os

@@ -475,7 +475,8 @@ class StopAtTargetMAP(EvaluationCallback):
     dataset: prepared held-out images (not the training images); map50 / map: the mAP@0.5 and
     mAP@[.5:.95] (``evaluate_map``) to reach; config as for ``EvaluationCallback``. After each epoch it
     prints one line: both numbers, images trained so far, time, and an estimate of the time left
-    (the last three epochs' progress towards the farther target, extrapolated linearly). ``self.reached``
+    (the last three epochs' progress towards the farther target, extrapolated linearly, times the last
+    epoch's duration). ``self.reached``
     says whether training stopped at the targets; ``self.history`` keeps each epoch's numbers.
     """
 
@@ -494,7 +495,7 @@ class StopAtTargetMAP(EvaluationCallback):
         self.targets = {"mAP@0.5": float(map50), "mAP@[.5:.95]": float(map)}
         self.print_fn = print_fn
         self.reached = False
-        self._start = None
+        self._start = self._epoch_start = None
         self._images = 0
         self._train_batch = None
 
@@ -507,6 +508,9 @@ class StopAtTargetMAP(EvaluationCallback):
         self._start = time.monotonic()
         self.history = {}
 
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self._epoch_start = time.monotonic()
+
     def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         self._images += self._train_batch or 0
 
@@ -517,27 +521,28 @@ class StopAtTargetMAP(EvaluationCallback):
         if logs is not None:
             logs["val_mask_mAP50"] = numbers["mAP@0.5"]
             logs["val_mask_mAP"] = numbers["mAP@[.5:.95]"]
-        elapsed = time.monotonic() - self._start
+        now = time.monotonic()
+        elapsed = now - self._start
         self.reached = all(numbers[name] >= target for name, target in self.targets.items())
         if self.reached:
             self.model.stop_training = True
             outlook = "targets reached, stopping"
         else:
-            outlook = self._time_left(epoch, elapsed)
+            outlook = self._time_left(now - self._epoch_start)
         self.print_fn(
-            f"Epoch {epoch + 1}: held-out mask mAP@0.5 {numbers['mAP@0.5']:.3f} "
+            f"\nEpoch {epoch + 1}: validation mask mAP@0.5 {numbers['mAP@0.5']:.3f} "
             f"(target {self.targets['mAP@0.5']:.2f}), mAP@[.5:.95] {numbers['mAP@[.5:.95]']:.3f} "
             f"(target {self.targets['mAP@[.5:.95]']:.2f}); "
             + (f"{self._images:,} images in " if self._train_batch else "")
             + f"{elapsed / 60:.1f} min; {outlook}"
         )
 
-    def _time_left(self, epoch: int, elapsed: float) -> str:
-        """'about N min left' from the last three epochs' progress, or why there is no estimate yet."""
+    def _time_left(self, per_epoch: float) -> str:
+        """'about N min left' from the last three epochs' progress and the last epoch's duration
+        (``per_epoch`` seconds, evaluation included), or why there is no estimate yet."""
         epochs = sorted(self.history)[-3:]
         if len(epochs) < 3:
             return "estimate of the time left after 3 epochs"
-        per_epoch = elapsed / len(self.history)
         needed = 0.0
         for name, target in self.targets.items():
             first, last = self.history[epochs[0]][name], self.history[epochs[-1]][name]

@@ -33,6 +33,7 @@ def test_shapes_demo_command_line(tmp_path):
     result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "mask mAP@0.5 = " in result.stdout
+    assert "Epoch 1: validation mask mAP@0.5 " in result.stdout  # the target check's progress line
     run_dirs = [d for d in os.listdir(logs) if d.startswith("shapes")]
     assert len(run_dirs) == 1
     assert "mask_rcnn_shapes_0001.h5" in os.listdir(logs / run_dirs[0])

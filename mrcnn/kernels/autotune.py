@@ -145,7 +145,13 @@ def choose(problem: str, build: Callable[[], dict[str, Callable[[], tf.Tensor]]]
             f"mrcnn: timing fast kernels against TensorFlow's on this CPU, once per shape (cache: {where})",
             file=sys.stderr,
         )
-    seconds = _in_fresh_thread(lambda: measure(build()))
+    logger = tf.get_logger()  # every problem traces new functions: TensorFlow would warn of retracing
+    level = logger.level
+    logger.setLevel("ERROR")
+    try:
+        seconds = _in_fresh_thread(lambda: measure(build()))
+    finally:
+        logger.setLevel(level)
     limit = MARGIN * seconds["default"]
     winners = {name: s for name, s in seconds.items() if name != "default" and s <= limit}
     choice = min(winners, key=winners.get) if winners else "default"

@@ -35,7 +35,7 @@ def conv3x3_runners(input_shape, filters: int, with_gradient: bool) -> dict:
     upstream = tf.random.normal(shape[:3] + [filters])
 
     def runner(conv):
-        @tf.function
+        @tf.function(autograph=False)
         def run():
             if not with_gradient:
                 return tf.reduce_sum(conv(inputs, kernel))

@@ -1,6 +1,6 @@
 """Synthetic shapes sample: train Mask R-CNN from scratch, evaluate it, draw its detections.
 
-    python samples/shapes/shapes.py demo --logs logs --minutes 15
+    python samples/shapes/shapes.py demo --logs logs
 
 The dataset and configs live in ``mrcnn.datasets.shapes`` and the commands in ``mrcnn.shapes_demo`` (so an
 installed package has them; ``mrcnn demo`` runs the same job); this script keeps the sample's names.
