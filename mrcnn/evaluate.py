@@ -475,8 +475,8 @@ class StopAtTargetMAP(EvaluationCallback):
     dataset: prepared held-out images (not the training images); map50 / map: the mAP@0.5 and
     mAP@[.5:.95] (``evaluate_map``) to reach; config as for ``EvaluationCallback``. After each epoch it
     prints one line: both numbers, images trained so far, time, and an estimate of the time left
-    (the last three epochs' progress towards the farther target, extrapolated linearly, times the last
-    epoch's duration). ``self.reached``
+    (the best-so-far mAP's rise over the last three epochs, extrapolated linearly to the farther
+    target, times the last epoch's duration). ``self.reached``
     says whether training stopped at the targets; ``self.history`` keeps each epoch's numbers.
     """
 
@@ -538,21 +538,23 @@ class StopAtTargetMAP(EvaluationCallback):
         )
 
     def _time_left(self, per_epoch: float) -> str:
-        """'about N min left' from the last three epochs' progress and the last epoch's duration
-        (``per_epoch`` seconds, evaluation included), or why there is no estimate yet."""
-        epochs = sorted(self.history)[-3:]
+        """'about N min left': the best mAP so far, rising as over the last three epochs, reaches the
+        farther target in N epochs of ``per_epoch`` seconds (the last one, evaluation included); or why
+        there is no estimate yet. The best-so-far curve ignores single noisy dips."""
+        epochs = sorted(self.history)
         if len(epochs) < 3:
             return "estimate of the time left after 3 epochs"
         needed = 0.0
         for name, target in self.targets.items():
-            first, last = self.history[epochs[0]][name], self.history[epochs[-1]][name]
-            gain = (last - first) / (len(epochs) - 1)
-            if last >= target:
+            best = [max(self.history[e][name] for e in epochs[: i + 1]) for i in range(len(epochs))]
+            if best[-1] >= target:
                 continue
+            gain = (best[-1] - best[-3]) / 2
             if gain <= 0:
-                return "no estimate of the time left (mAP did not rise over the last 3 epochs)"
-            needed = max(needed, (target - last) / gain)
-        return f"about {max(1.0, needed) * per_epoch / 60:.0f} min left"
+                return "no estimate of the time left yet (mAP did not rise over the last 3 epochs)"
+            needed = max(needed, (target - best[-1]) / gain)
+        minutes = needed * per_epoch / 60
+        return "under a minute left" if minutes < 1 else f"about {minutes:.0f} min left"
 
 
 def evaluate_map(
