@@ -56,7 +56,7 @@ def conv3x3_method(layer, input_shape=None) -> str:
         return "winograd"
     with_gradient = record.could_possibly_record() and layer.trainable
     problem = (
-        f"conv3x3 {conv_timing.timing_shape(input_shape)}->{layer.filters} "
+        f"conv3x3 {conv_timing.timing_shape(input_shape, with_gradient)}->{layer.filters} "
         f"{'forward+backward' if with_gradient else 'forward'}"
     )
     return autotune.choose(
