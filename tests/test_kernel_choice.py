@@ -200,3 +200,69 @@ def test_measuring_inside_a_traced_training_step(measured):
     saved = json.loads(measured.read_text())[autotune.machine_key()]
     assert list(saved) == ["conv3x3 [4, 8, 8, 6]->6 forward+backward"]
     assert set(saved["conv3x3 [4, 8, 8, 6]->6 forward+backward"]["seconds"]) == {"winograd", "default"}
+
+
+def _keras_batch_norm_step(layer, x, upstream):
+    """(outputs, d inputs, d gamma, d beta) of ``layer(x, training=True)`` against ``upstream``."""
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        outputs = layer(x, training=True)
+    grads = tape.gradient(outputs, [x, layer.gamma, layer.beta], output_gradients=upstream)
+    return [outputs.numpy()] + [g.numpy() for g in grads]
+
+
+@pytest.mark.parametrize("shape", [(3, 6, 5, 8), (1, 4, 3, 3, 8)])
+def test_batch_norm_follows_the_measured_choice(monkeypatch, shape):
+    """batch_norm_method asks autotune for this shape; each form gives Keras' outputs, gradients and
+    moving averages (4-D backbone and 5-D head inputs)."""
+    import keras
+
+    from mrcnn.backbone import BatchNorm
+
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.normal(2.0, 3.0, size=shape).astype(np.float32))
+    upstream = tf.constant(rng.normal(size=shape).astype(np.float32))
+    gamma, beta = rng.normal(size=8).astype(np.float32), rng.normal(size=8).astype(np.float32)
+
+    def build(layer):
+        layer.build((None, *shape[1:]) if len(shape) == 4 else shape)
+        layer.gamma.assign(gamma)
+        layer.beta.assign(beta)
+        return layer
+
+    plain = build(keras.layers.BatchNormalization(momentum=0.9))
+    expected = _keras_batch_norm_step(plain, x, upstream)
+    asked, answer = [], {}
+    monkeypatch.setattr(
+        autotune, "choose", lambda problem, build: asked.append((problem, sorted(build()))) or answer["m"]
+    )
+    for method in ("default", "fused", "xla"):
+        answer["m"] = method
+        ours = build(BatchNorm(momentum=0.9))
+        assert select.batch_norm_method(ours, x, training=True) == method
+        for got, want in zip(_keras_batch_norm_step(ours, x, upstream), expected):
+            np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(ours.moving_mean, plain.moving_mean, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(ours.moving_variance, plain.moving_variance, rtol=1e-5, atol=1e-5)
+    flat = [int(np.prod(shape[:-3])), *shape[-3:]]
+    assert asked[0] == (f"batch_norm {flat} forward+backward", ["default", "fused", "xla"])
+    asked.clear()
+    assert select.batch_norm_method(ours, x, training=False) == "default"
+    assert select.batch_norm_method(ours, tf.cast(x, tf.bfloat16), training=True) == "fused"
+    with switch.disabled():  # no XLA in graphs traced for other runtimes
+        assert select.batch_norm_method(ours, x, training=True) == "fused"
+    assert asked == []
+
+
+def test_batch_norm_timing_problems_agree():
+    """The timing shape keeps real sizes up to 2**22 values; the three forms compute the same numbers."""
+    from mrcnn.kernels import batch_norm_timing
+
+    assert batch_norm_timing.timing_shape([2, 128, 128, 256]) == [1, 128, 128, 256]
+    assert batch_norm_timing.timing_shape([2, 256, 256, 64]) == [4, 128, 128, 64]
+    assert batch_norm_timing.timing_shape([1, None, 14, 14, 256]) == [16, 14, 14, 256]
+    assert batch_norm_timing.timing_shape([None, None, None, 32]) == [16, 64, 64, 32]
+    runs = batch_norm_timing.batch_norm_runners([2, 5, 7, 6])
+    reference = runs.pop("default")().numpy()
+    for run in runs.values():
+        np.testing.assert_allclose(run().numpy(), reference, rtol=1e-3, atol=1e-2)

@@ -9,7 +9,9 @@ layer's own default implementation, and returns the result of the kernel chosen 
   (``autotune``; TensorFlow's convolution otherwise);
 - the RPN shared convolution's backward pass (``sparse_output_gradient``): ``sparse_conv``, unless
   MRCNN_CPU_KERNELS=0, when ``sparse_conv.fits``;
-- training-mode BatchNorm: ``fused_bn``, unless MRCNN_CPU_KERNELS=0, when ``fused_bn.fits``;
+- training-mode BatchNorm: ``fused_bn``, unless MRCNN_CPU_KERNELS=0, when ``fused_bn.fits``: TensorFlow's
+  fused kernel or (float32, no GPU visible) the XLA form, whichever timed fastest against Keras' ops for
+  the layer's shape on this CPU (Keras' ops when neither wins);
 - the box head's whole-RoI convolutions: ``roi_matmul``, unless MRCNN_CPU_KERNELS=0, when it fits;
 - the proposal NMS: ``nms.blocked_nms``, when the switch is on and no GPU is visible;
 - SGD with momentum and clipnorm: ``optimizer.ClippedMomentumSGD``, unless MRCNN_CPU_KERNELS=0;
@@ -32,6 +34,7 @@ from tensorflow.python.eager import record  # whether a gradient tape records (n
 from mrcnn.boxes import nms_corners_and_area_graph, nms_iou_graph
 from mrcnn.kernels import (
     autotune,
+    batch_norm_timing,
     conv_timing,
     fused_bn,
     nms,
@@ -103,16 +106,35 @@ def per_roi_conv2d(layer, inputs, default: Callable):
     return default(inputs)
 
 
-def batch_norm(layer, inputs, training, default: Callable):
-    """``layer(inputs, training)`` for a BatchNormalization: training-mode statistics by the fused kernel
-    where it applies, else ``default(inputs, training=training)``."""
-    if (
+def batch_norm_method(layer, inputs, training) -> str:
+    """How ``layer`` (a Keras BatchNormalization) normalizes ``inputs`` in the graph being traced: "default"
+    (Keras' ops), "fused" (TensorFlow's fused kernel) or "xla" (``fused_bn.xla_batch_norm_training``).
+    A fast form only for batch statistics of a trainable layer, where it fits; among them the one measured
+    fastest on this CPU (the fused kernel, unmeasured, where the XLA form does not apply)."""
+    if not (
         training
         and layer.trainable
         and switch.enabled_by_environment("fused_bn")
         and fused_bn.fits(layer, inputs)
     ):
+        return "default"
+    if not (switch.enabled("fused_bn") and fused_bn.xla_fits(layer, inputs)):
+        return "fused"
+    shape = batch_norm_timing.timing_shape(inputs.shape)
+    return autotune.choose(
+        f"batch_norm {shape} forward+backward",
+        lambda: batch_norm_timing.batch_norm_runners(inputs.shape, layer.epsilon),
+    )
+
+
+def batch_norm(layer, inputs, training, default: Callable):
+    """``layer(inputs, training)`` for a BatchNormalization by the form ``batch_norm_method`` picks (else
+    ``default(inputs, training=training)``)."""
+    method = batch_norm_method(layer, inputs, training)
+    if method == "fused":
         return fused_bn.fused_batch_norm_training(layer, inputs)
+    if method == "xla":
+        return fused_bn.xla_batch_norm_training(layer, inputs)
     return default(inputs, training=training)
 
 
